@@ -1,0 +1,144 @@
+"""Command line, built from the configuration dataclasses so that every field has exactly one flag.
+
+    python -m mdp_prune run --dataset digits --planner lt --rounds 5 --seed 0 --out results/
+    python -m mdp_prune control RUN_DIR --kind reinit --rounds 3,7,12,15
+    python -m mdp_prune export RUN_DIR --round 7 --output ticket.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from mdp_prune.config import PRESETS, ConfigError, RunConfig
+
+SECTIONS = ("train", "prune")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage mistake in one line (exit code 2) instead of the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _tuple_of(kind: type) -> Any:
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(kind(v) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__}s, got {text!r}") from None
+
+    parse.__name__ = f"comma-separated {kind.__name__}s"
+    return parse
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def config_fields() -> list[tuple[str, dataclasses.Field, Any]]:
+    """(dotted name, field, default) for every command-line configurable field."""
+    out = []
+    defaults = RunConfig()
+    for f in dataclasses.fields(RunConfig):
+        value = getattr(defaults, f.name)
+        if dataclasses.is_dataclass(value):
+            out += [(f"{f.name}.{g.name}", g, getattr(value, g.name)) for g in dataclasses.fields(value)]
+        else:
+            out.append((f.name, f, value))
+    return out
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=argparse.SUPPRESS,
+                        help="the paper's recipe for a model (Frankle & Carbin 2019, Fig. 2); flags still win")
+    groups: dict[str, Any] = {}
+    for dotted, f, default in config_fields():
+        section = dotted.split(".")[0] if "." in dotted else "run"
+        group = groups.setdefault(section, parser.add_argument_group(f"{section} options"))
+        kind = (_tuple_of(type(default[0])) if isinstance(default, tuple) else type(default))
+        shown = ",".join(str(v) for v in default) if isinstance(default, tuple) else default
+        group.add_argument(_flag(f.name), dest=dotted, type=kind, default=argparse.SUPPRESS,
+                           metavar=f.name.upper(), help=f"{f.metadata['help']} (default: {shown!s})")
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    values = dict(PRESETS[args.preset]) if getattr(args, "preset", None) else {}
+    values.update({k: v for k, v in vars(args).items() if "." in k or k in ("rounds", "data_dir", "device")})
+    return RunConfig().replace(**values).validate()
+
+
+def _int_list(text: str) -> list[int]:
+    return list(_tuple_of(int)(text))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m mdp_prune", description="Lottery tickets with a learned pruning planner.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run (or resume) IMP with rewinding and a planner",
+                         description="Run IMP with rewinding; a rerun of the same configuration resumes it.")
+    add_config_arguments(run)
+    run.add_argument("--out", default="results", help="results folder (default: results)")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    control = sub.add_parser("control", help="random-reinitialisation or random-pruning control of a run's tickets")
+    control.add_argument("run_dir", type=Path, help="a run folder written by `run`")
+    control.add_argument("--kind", choices=["reinit", "random-prune"], default="reinit",
+                         help="reinit: the ticket's mask with fresh random weights; random-prune: random masks "
+                              "at the ticket's per-layer densities with the rewound weights (default: reinit)")
+    control.add_argument("--rounds", type=_int_list, default=None,
+                         help="comma-separated rounds to test (default: every round after 0)")
+    control.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    export = sub.add_parser("export", help="write a round's ticket (mask + rewound weights) to one file")
+    export.add_argument("run_dir", type=Path, help="a run folder written by `run`")
+    export.add_argument("--round", type=int, default=None, help="round to export (default: the last one)")
+    export.add_argument("--output", type=Path, default=None, help="file to write (default: RUN_DIR/ticket.pt)")
+    return parser
+
+
+def _run_dir(path: Path) -> Path:
+    from mdp_prune import paths
+
+    if not paths.is_run_dir(path):
+        raise ConfigError(f"{path} is not a run folder (no {paths.CONFIG} and {paths.ROUNDS})")
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            from mdp_prune.imp import run_imp
+
+            config = config_from_args(args)
+            run = run_imp(config, args.out, progress=not args.quiet)
+            print(run)
+        elif args.command == "control":
+            from mdp_prune.controls import run_control
+
+            print(run_control(_run_dir(args.run_dir), args.kind, args.rounds, progress=not args.quiet))
+        elif args.command == "export":
+            from mdp_prune import paths, store
+            from mdp_prune.imp import export_ticket
+
+            run = _run_dir(args.run_dir)
+            rounds = store.read_csv(run / paths.ROUNDS)
+            last = int(rounds["round"].iloc[-1])
+            round_ = last if args.round is None else args.round
+            if not 0 <= round_ <= last:
+                raise ConfigError(f"--round must be between 0 and {last}, got {round_}")
+            print(export_ticket(run, round_, args.output))
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume", file=sys.stderr)
+        return 130
+    return 0

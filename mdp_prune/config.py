@@ -1,0 +1,206 @@
+"""Typed, frozen run configuration, its presets and its hash.
+
+Every setting a run depends on lives here, so that a configuration fully names a run: the results store
+derives the run folder from `RunConfig.hash()`. Fields left at their default do not enter the hash, so adding
+a field later keeps the folders of earlier runs valid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A user mistake in the configuration: reported as one line, exit code 2."""
+
+
+def _opt(default: Any, help: str, **extra: Any) -> Any:
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What the dense network and each round's retraining depend on (and nothing else)."""
+
+    dataset: str = _opt("digits", "dataset: digits (embedded), fashion-mnist, mnist, cifar10")
+    model: str = _opt("lenet_300_100", "model: lenet_300_100, mlp, conv2, conv4, conv6")
+    hidden_sizes: tuple[int, ...] = _opt((300, 100), "hidden layer widths of the mlp model")
+    seed: int = _opt(0, "seed of the initialisation, the data order and every random draw of the run")
+    train_iterations: int = _opt(1000, "optimizer steps per training run (T)")
+    rewind_iteration: int = _opt(0, "iteration k whose weights the survivors rewind to (0: original ticket)")
+    batch_size: int = _opt(60, "examples per optimizer step")
+    optimizer: str = _opt("adam", "optimizer: adam or sgd")
+    lr: float = _opt(1.2e-3, "learning rate")
+    momentum: float = _opt(0.9, "momentum (sgd only)")
+    eval_every: int = _opt(100, "iterations between validation evaluations (early-stopping iteration)")
+
+    def validate(self) -> None:
+        from mdp_prune.data import DATASETS
+        from mdp_prune.models import MODELS
+
+        _choice("dataset", self.dataset, DATASETS)
+        _choice("model", self.model, MODELS)
+        _choice("optimizer", self.optimizer, ("adam", "sgd"))
+        if any(h < 1 for h in self.hidden_sizes) or not self.hidden_sizes:
+            raise ConfigError(f"--hidden-sizes must be positive integers, got {self.hidden_sizes}")
+        if self.train_iterations < 1:
+            raise ConfigError(f"--train-iterations must be at least 1, got {self.train_iterations}")
+        if not 0 <= self.rewind_iteration < self.train_iterations:
+            raise ConfigError(
+                f"--rewind-iteration must be in [0, train_iterations={self.train_iterations}), "
+                f"got {self.rewind_iteration}"
+            )
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.eval_every < 1:
+            raise ConfigError(f"--eval-every must be at least 1, got {self.eval_every}")
+        if not self.lr > 0:
+            raise ConfigError(f"--lr must be positive, got {self.lr}")
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """How each round's pruning fractions are chosen."""
+
+    planner: str = _opt("lt", "planner: lt, global, random, lamp, erk, qlearning")
+    prune_fc: float = _opt(0.2, "lt: fraction of a hidden fully connected layer's remaining weights pruned")
+    prune_conv: float = _opt(0.1, "lt: fraction of a conv layer's remaining weights pruned per round")
+    prune_output: float = _opt(0.1, "lt: fraction of the output layer's remaining weights pruned per round")
+    prune_global: float = _opt(0.2, "global, lamp, erk: fraction of all remaining weights pruned per round")
+    actions: tuple[float, ...] = _opt(
+        (0.0, 0.1, 0.2, 0.3, 0.4, 0.5), "random, qlearning: the ordered set of per-layer prune fractions"
+    )
+
+    def validate(self) -> None:
+        from mdp_prune.planners import PLANNERS
+
+        _choice("planner", self.planner, PLANNERS)
+        for name in ("prune_fc", "prune_conv", "prune_output", "prune_global"):
+            _fraction(name, getattr(self, name))
+        if not self.actions:
+            raise ConfigError("--actions needs at least one fraction")
+        for a in self.actions:
+            _fraction("actions", a)
+        if list(self.actions) != sorted(set(self.actions)):
+            raise ConfigError(f"--actions must be strictly increasing, got {self.actions}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A whole IMP run. `rounds` and the fields below it do not enter the hash: a longer run extends a shorter
+    one with the same settings, and paths or devices do not change what is computed."""
+
+    train: TrainConfig = field(default_factory=TrainConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    rounds: int = _opt(5, "pruning rounds after the dense round 0")
+    data_dir: str = _opt("", "folder with the dataset files (default: found automatically, or downloaded)")
+    device: str = _opt("auto", "auto, cpu or cuda")
+
+    HASHED = ("train", "prune")
+
+    def validate(self) -> RunConfig:
+        self.train.validate()
+        self.prune.validate()
+        if self.rounds < 0:
+            raise ConfigError(f"--rounds must be non-negative, got {self.rounds}")
+        _choice("device", self.device, ("auto", "cpu", "cuda"))
+        return self
+
+    def hash(self) -> str:
+        return _digest({k: non_default_fields(getattr(self, k)) for k in self.HASHED})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        return build(cls, d)
+
+    def replace(self, **dotted: Any) -> RunConfig:
+        """A copy with fields changed by dotted name, e.g. `replace(**{"train.lr": 1e-3})`."""
+        d = self.to_dict()
+        for name, value in dotted.items():
+            section, _, key = name.rpartition(".")
+            target = d[section] if section else d
+            if key not in target:
+                raise ConfigError(f"unknown configuration field {name!r}")
+            target[key] = value
+        return build(RunConfig, d)
+
+
+def train_hash(train: TrainConfig) -> str:
+    """Names the dense round and rewind checkpoint that every planner with these training settings shares."""
+    return _digest(non_default_fields(train))
+
+
+def non_default_fields(obj: Any) -> dict[str, Any]:
+    out = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        if value != default:
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def build(cls: type, d: dict[str, Any]) -> Any:
+    """Instantiate a (nested) config dataclass from a plain dict, restoring tuples and nested sections."""
+    kwargs = {}
+    types = {f.name: f for f in dataclasses.fields(cls)}
+    for key, value in d.items():
+        if key not in types:
+            raise ConfigError(f"unknown configuration field {key!r} in {cls.__name__}")
+        f = types[key]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        if dataclasses.is_dataclass(default):
+            value = build(type(default), value)
+        elif isinstance(default, tuple):
+            value = tuple(type(default[0])(v) if default else v for v in value)
+        elif isinstance(default, float) and isinstance(value, int):
+            value = float(value)
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _digest(d: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _choice(name: str, value: str, allowed: Any) -> None:
+    if value not in allowed:
+        raise ConfigError(f"unknown {name} {value!r}; choose from {', '.join(sorted(allowed))}")
+
+
+def _fraction(name: str, value: float) -> None:
+    if not 0.0 <= value < 1.0:
+        raise ConfigError(f"--{name.replace('_', '-')} must be a fraction in [0, 1), got {value}")
+
+
+# The paper's recipes (Frankle & Carbin 2019, Figure 2). A preset sets these fields; flags given on the
+# command line still win.
+PRESETS: dict[str, dict[str, Any]] = {
+    "lenet": {
+        "train.model": "lenet_300_100", "train.train_iterations": 50_000, "train.batch_size": 60,
+        "train.optimizer": "adam", "train.lr": 1.2e-3, "train.eval_every": 1000,
+        "prune.prune_fc": 0.2, "prune.prune_output": 0.1,
+    },
+    "conv2": {
+        "train.model": "conv2", "train.train_iterations": 20_000, "train.batch_size": 60,
+        "train.optimizer": "adam", "train.lr": 2e-4, "train.eval_every": 1000,
+        "prune.prune_conv": 0.1, "prune.prune_fc": 0.2, "prune.prune_output": 0.1,
+    },
+    "conv4": {
+        "train.model": "conv4", "train.train_iterations": 25_000, "train.batch_size": 60,
+        "train.optimizer": "adam", "train.lr": 3e-4, "train.eval_every": 1000,
+        "prune.prune_conv": 0.1, "prune.prune_fc": 0.2, "prune.prune_output": 0.1,
+    },
+    "conv6": {
+        "train.model": "conv6", "train.train_iterations": 30_000, "train.batch_size": 60,
+        "train.optimizer": "adam", "train.lr": 3e-4, "train.eval_every": 1000,
+        "prune.prune_conv": 0.15, "prune.prune_fc": 0.2, "prune.prune_output": 0.1,
+    },
+}

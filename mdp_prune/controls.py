@@ -1,0 +1,58 @@
+"""The paper's controls for a found ticket, trained with the run's own code, data order and budget.
+
+- reinit: the ticket's mask, weights drawn afresh from the initial distribution (Frankle & Carbin's control).
+- random-prune: random masks at the ticket's per-layer densities, with the rewound weights W_k.
+Both train the same iterations k..T as the ticket, and write `controls/<kind>.csv` (one row per round,
+resumable).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from mdp_prune import paths, pruning, store
+from mdp_prune.config import ConfigError, RunConfig
+from mdp_prune.imp import Setup, _row
+from mdp_prune.models import prunable_weights
+from mdp_prune.training import derive_seed
+
+KINDS = ("reinit", "random-prune")
+
+
+def run_control(run: Path, kind: str, rounds: list[int] | None = None, progress: bool = True) -> Path:
+    if kind not in KINDS:
+        raise ConfigError(f"unknown control {kind!r}; choose from {', '.join(KINDS)}")
+    config = RunConfig.from_dict(store.read_json(run / paths.CONFIG))
+    ticket_rows = store.read_csv(run / paths.ROUNDS)
+    available = [int(r) for r in ticket_rows["round"] if r > 0]
+    rounds = available if rounds is None else rounds
+    missing = sorted(set(rounds) - set(available))
+    if missing:
+        raise ConfigError(f"{run} has no trained round(s) {missing}; it has {available or 'only round 0'}")
+    setup = Setup(config)
+    rewind = store.load_torch(run / paths.REWIND, setup.device)
+    out = paths.control_file(run, kind)
+    done = set(store.read_csv(out).get("round", []))
+    k = config.train.rewind_iteration
+    for r in rounds:
+        if r in done:
+            continue
+        masks = {n: m.to(setup.device) for n, m in store.load_torch(paths.masks_file(run, r)).items()}
+        if kind == "reinit":
+            model = setup.model(seed=derive_seed(config.train.seed, "reinit", r) % 2**31)
+        else:
+            model = setup.model()
+            model.load_state_dict(rewind)
+            _, densities = pruning.remaining(masks)
+            generator = torch.Generator().manual_seed(derive_seed(config.train.seed, "random-prune", r))
+            shapes = {n: m.shape for n, m in masks.items()}
+            masks = {n: m.to(setup.device) for n, m in pruning.random_masks(shapes, densities, generator).items()}
+        assert set(masks) == set(prunable_weights(model))
+        began = time.perf_counter()
+        result = setup.train(model, masks, k, f"{kind} round {r}", progress)
+        row = _row(r, masks, result, config.train.train_iterations - k, time.perf_counter() - began)
+        store.append_csv(out, [row])
+    return out

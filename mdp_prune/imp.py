@@ -1,0 +1,207 @@
+"""Iterative magnitude pruning with rewinding, the pruning step handed to a planner (DESIGN.md section 1).
+
+    round 0: train the dense network W0 -> W_T, keeping W_k (shared by every planner, cached in dense/)
+    round r: planner proposes per-layer fractions from round r-1's W_T; prune by magnitude; rewind the
+             survivors to W_k; train iterations k..T with the same data order.
+
+Resumption: the mask and the planner state a round starts from are saved before the round's row is
+appended to rounds.csv, which is the commit point; a rerun continues after the last committed row.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from mdp_prune import data, paths, pruning, store
+from mdp_prune.config import ConfigError, RunConfig
+from mdp_prune.models import build_model, layer_kinds, prunable_weights
+from mdp_prune.planners import PLANNERS, RoundContext
+from mdp_prune.training import TrainResult, batch_order, resolve_device, train
+
+ROUND_COLUMNS = ["round", "weights_remaining", "test_accuracy", "val_accuracy", "early_stop_iteration",
+                 "train_iterations", "seconds"]
+
+RoundHook = Callable[[int, nn.Module, dict[str, torch.Tensor]], None]
+
+
+def _state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+class Setup:
+    """The pieces every round, control and export of a run needs, built from its configuration."""
+
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config.validate()
+        self.device = resolve_device(config.device)
+        self.splits = data.load(config.train.dataset, config.data_dir).to(self.device)
+        t = config.train
+        self.order = batch_order(len(self.splits.train_y), t.batch_size, t.train_iterations, t.seed)
+        self.order = self.order.to(self.device)
+
+    def model(self, seed: int | None = None) -> nn.Module:
+        t = self.config.train
+        model = build_model(t.model, self.splits.input_shape, self.splits.num_classes, t.hidden_sizes,
+                            t.seed if seed is None else seed)
+        return model.to(self.device)
+
+    def train(self, model: nn.Module, masks: dict[str, torch.Tensor] | None, start: int, desc: str,
+              progress: bool, **kwargs: Any) -> TrainResult:
+        with tqdm(total=self.config.train.train_iterations - start, desc=desc, leave=False, unit="it",
+                  disable=not progress, dynamic_ncols=True) as bar:
+            return train(model, masks, self.splits, self.config.train, self.order, start,
+                         progress=bar.update, **kwargs)
+
+
+def dense_round(setup: Setup, out: Path, progress: bool) -> dict[str, Any]:
+    """Train (or load) round 0: the initial, rewind-point and trained weights and the dense result."""
+    path = paths.dense_dir(out, setup.config.train) / paths.DENSE
+    if path.is_file():
+        return store.load_torch(path)
+    model = setup.model()
+    init = _state(model)
+    snapshot: dict[str, dict[str, torch.Tensor]] = {}
+    result = setup.train(model, None, 0, "round 0 (dense)", progress,
+                         snapshot_at=setup.config.train.rewind_iteration,
+                         on_snapshot=lambda m: snapshot.update(rewind=_state(m)))
+    dense = {"init": init, "rewind": snapshot["rewind"], "trained": _state(model), "result": result.to_dict()}
+    store.save_torch(path, dense)
+    return dense
+
+
+def _row(round_: int, masks: dict[str, torch.Tensor], result: TrainResult, iterations: int,
+         seconds: float) -> dict[str, Any]:
+    overall, per_layer = pruning.remaining(masks)
+    row = {"round": round_, "weights_remaining": overall, "test_accuracy": result.test_accuracy,
+           "val_accuracy": result.val_accuracy, "early_stop_iteration": result.early_stop_iteration,
+           "train_iterations": iterations, "seconds": seconds}
+    row.update({f"remaining:{n}": v for n, v in per_layer.items()})
+    return row
+
+
+def run_imp(config: RunConfig, out: Path | str = "results", progress: bool = True,
+            on_round_start: RoundHook | None = None) -> Path:
+    """Run (or resume) IMP with the configured planner; returns the run folder."""
+    out = Path(out)
+    setup = Setup(config)
+    run = paths.run_dir(out, config)
+    if (run / paths.CONFIG).is_file():
+        stored = RunConfig.from_dict(store.read_json(run / paths.CONFIG))
+        if stored.hash() != config.hash():
+            raise ConfigError(f"{run} holds a run of another configuration")
+    rows = store.read_csv(run / paths.ROUNDS)
+    done = len(rows)
+    planner = PLANNERS[config.prune.planner](config)
+    model = setup.model()
+    weights = prunable_weights(model)
+    kinds = layer_kinds(model)
+
+    # Everything a resumption reads is loaded before anything is written: a damaged file stops the run
+    # with the results intact.
+    masks = pruning.ones_like(weights)
+    if done > 0:
+        masks = {n: m.to(setup.device) for n, m in store.load_torch(paths.masks_file(run, done)).items()}
+        if set(masks) != set(weights):
+            raise ConfigError(f"{paths.masks_file(run, done)} does not match the model's layers")
+    if done > 0 or paths.planner_state_file(run, 0).is_file():
+        planner.load_state_dict(store.load_torch(paths.planner_state_file(run, done)))
+
+    dense = dense_round(setup, out, progress)
+    dense_result = TrainResult(**dense["result"])
+    store.write_json(run / paths.CONFIG, config.to_dict())
+    if not (run / paths.REWIND).is_file():
+        store.save_torch(run / paths.REWIND, dense["rewind"])
+    if done == 0:
+        store.save_torch(paths.planner_state_file(run, 0), planner.state_dict())
+
+    iterations = int(rows["train_iterations"].iloc[-1]) if done else 0
+    seconds = float(rows["seconds"].iloc[-1]) if done else 0.0
+    k, T = config.train.rewind_iteration, config.train.train_iterations
+    with tqdm(total=config.rounds + 1, initial=min(done, config.rounds + 1), desc=f"IMP {run.name}",
+              unit="round", disable=not progress, dynamic_ncols=True) as bar:
+        for r in range(done, config.rounds + 1):
+            began = time.perf_counter()
+            if r == 0:
+                model.load_state_dict(dense["trained"])
+                result = dense_result
+                iterations += T
+                train_seconds = result.seconds
+            else:
+                model.load_state_dict(dense["rewind"])
+                with torch.no_grad():
+                    for n, w in weights.items():
+                        w.mul_(masks[n])
+                if on_round_start:
+                    on_round_start(r, model, masks)
+                result = setup.train(model, masks, k, f"round {r}", progress)
+                iterations += T - k
+                train_seconds = time.perf_counter() - began
+
+            plan_began = time.perf_counter()
+            ctx = RoundContext(r, model, {n: w.detach() for n, w in weights.items()}, masks, kinds,
+                               setup.splits, result, dense_result, run)
+            planner.observe(ctx)
+            fractions = planner.propose(ctx)
+            next_masks = pruning.magnitude_prune(ctx.weights, masks, fractions)
+            plan_seconds = time.perf_counter() - plan_began
+            seconds += train_seconds + plan_seconds
+
+            store.save_torch(paths.masks_file(run, r + 1), {n: m.cpu() for n, m in next_masks.items()})
+            store.save_torch(paths.planner_state_file(run, r + 1), planner.state_dict())
+            store.append_csv(run / paths.CURVES, [{"round": r, **c} for c in result.curve])
+            store.append_csv(run / paths.PLANS, [{"round": r, "train_seconds": train_seconds,
+                                                  "plan_seconds": plan_seconds,
+                                                  **{f"fraction:{n}": f for n, f in fractions.items()}}])
+            row = _row(r, masks, result, iterations, seconds)
+            store.append_csv(run / paths.ROUNDS, [row])  # the commit point of round r
+            export_ticket(run, r)
+            _write_summary(run, config, row, dense_result)
+            bar.update(1)
+            bar.set_postfix(remaining=f"{row['weights_remaining']:.3f}", test=f"{result.test_accuracy:.4f}")
+            masks = next_masks
+    return run
+
+
+def _write_summary(run: Path, config: RunConfig, last: dict[str, Any], dense: TrainResult) -> None:
+    store.write_json(run / paths.SUMMARY, {
+        "planner": config.prune.planner, "hash": config.hash(), "rounds_done": int(last["round"]),
+        "weights_remaining": last["weights_remaining"], "test_accuracy": last["test_accuracy"],
+        "val_accuracy": last["val_accuracy"], "dense_test_accuracy": dense.test_accuracy,
+        "train_iterations": int(last["train_iterations"]), "seconds": last["seconds"],
+    })
+
+
+def export_ticket(run: Path, round_: int, path: Path | None = None) -> Path:
+    """Write round `round_`'s ticket: its mask and the rewound weights (mask * W_k) in one checkpoint."""
+    masks = store.load_torch(paths.masks_file(run, round_)) if round_ > 0 else None
+    rewind = store.load_torch(run / paths.REWIND)
+    if masks is None:
+        masks = {n[: -len(".weight")]: torch.ones_like(v) for n, v in rewind.items()
+                 if n.endswith(".weight") and v.dim() > 1}
+    weights = {k: (v * masks[k[: -len(".weight")]] if k[: -len(".weight")] in masks and k.endswith(".weight")
+                   else v) for k, v in rewind.items()}
+    path = path or run / paths.TICKET
+    store.save_torch(path, {"round": round_, "masks": masks, "weights": weights})
+    return path
+
+
+def apply_ticket(model: nn.Module, ticket_path: Path | str) -> nn.Module:
+    """Load a ticket into a fresh model through `torch.nn.utils.prune.custom_from_mask`, for users of that API.
+
+    The model gets the rewound weights, and each prunable layer a `weight_mask` buffer and forward hook.
+    """
+    from torch.nn.utils import prune
+
+    ticket = store.load_torch(Path(ticket_path))
+    model.load_state_dict(ticket["weights"])
+    modules = dict(model.named_modules())
+    for name, mask in ticket["masks"].items():
+        prune.custom_from_mask(modules[name], "weight", mask.to(modules[name].weight.device))
+    return model

@@ -1,0 +1,56 @@
+"""Every file name of the results store, in one place (OpenLTH's `paths` idea).
+
+    OUT/
+      dense/dense_<train hash>/dense.pt      round 0 and the rewind point, shared by all planners
+      <planner>_<run hash>/
+        config.json  rounds.csv  curves.csv  plans.csv  summary.json  rewind.pt  ticket.pt
+        masks/round_<r>.pt                   the mask round r trains with
+        planner/state_<r>.pt                 the planner's state before round r (for exact resumption)
+        qlearning.csv  qtable/round_<r>.npz  the Q-learning planner's log and Q-table snapshots
+        controls/<kind>.csv                  random reinitialisation / random pruning controls
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mdp_prune.config import RunConfig, TrainConfig, train_hash
+
+CONFIG = "config.json"
+ROUNDS = "rounds.csv"
+CURVES = "curves.csv"
+PLANS = "plans.csv"
+SUMMARY = "summary.json"
+REWIND = "rewind.pt"
+TICKET = "ticket.pt"
+QLEARNING_LOG = "qlearning.csv"
+DENSE = "dense.pt"
+ERROR = "error.txt"
+
+
+def run_dir(out: Path | str, config: RunConfig) -> Path:
+    return Path(out) / f"{config.prune.planner}_{config.hash()}"
+
+
+def dense_dir(out: Path | str, train: TrainConfig) -> Path:
+    return Path(out) / "dense" / f"dense_{train_hash(train)}"
+
+
+def masks_file(run: Path, round_: int) -> Path:
+    return run / "masks" / f"round_{round_}.pt"
+
+
+def planner_state_file(run: Path, round_: int) -> Path:
+    return run / "planner" / f"state_{round_}.pt"
+
+
+def qtable_file(run: Path, round_: int) -> Path:
+    return run / "qtable" / f"round_{round_}.npz"
+
+
+def control_file(run: Path, kind: str) -> Path:
+    return run / "controls" / f"{kind}.csv"
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / CONFIG).is_file() and (path / ROUNDS).is_file()

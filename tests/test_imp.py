@@ -1,0 +1,137 @@
+import pandas as pd
+import pytest
+import torch
+
+from mdp_prune import paths, store
+from mdp_prune.controls import run_control
+from mdp_prune.imp import Setup, apply_ticket, run_imp
+from mdp_prune.models import prunable_weights
+from mdp_prune.training import train
+
+
+def _rounds(run):
+    # `seconds` is wall-clock time: the one column that cannot repeat between runs.
+    return pd.read_csv(run / paths.ROUNDS).drop(columns="seconds")
+
+
+def test_lt_remaining_follows_the_layerwise_rates(tmp_path, tiny):
+    run = run_imp(tiny(rounds=4), tmp_path, progress=False)
+    rows = pd.read_csv(run / paths.ROUNDS)
+    assert list(rows.columns[:7]) == ["round", "weights_remaining", "test_accuracy", "val_accuracy",
+                                      "early_stop_iteration", "train_iterations", "seconds"]
+    sizes = {"fc1": 64 * 32, "fc2": 32 * 16, "fc3": 16 * 10}
+    for _, row in rows.iterrows():
+        r = int(row["round"])
+        for layer, rate in (("fc1", 0.2), ("fc2", 0.2), ("fc3", 0.1)):
+            assert abs(row[f"remaining:{layer}"] - (1 - rate) ** r) <= r / sizes[layer]
+        kept = sum(row[f"remaining:{n}"] * s for n, s in sizes.items())
+        assert row["weights_remaining"] == pytest.approx(kept / sum(sizes.values()))
+    assert rows["train_iterations"].tolist() == [40 * (r + 1) for r in range(5)]
+    assert rows["weights_remaining"].is_monotonic_decreasing
+
+
+@pytest.mark.parametrize("rewind", [0, 10])
+def test_each_round_starts_from_mask_times_rewind_weights(tmp_path, tiny, rewind):
+    seen = []
+
+    def check(round_, model, masks):
+        rewind_state = store.load_torch(run_dir / paths.REWIND)
+        for name, w in prunable_weights(model).items():
+            assert torch.equal(w, rewind_state[f"{name}.weight"] * masks[name])
+        for name, p in model.state_dict().items():
+            if name.endswith("bias"):
+                assert torch.equal(p, rewind_state[name])
+        seen.append(round_)
+
+    config = tiny(**{"train.rewind_iteration": rewind})
+    run_dir = paths.run_dir(tmp_path, config)
+    run_imp(config, tmp_path, progress=False, on_round_start=check)
+    assert seen == [1, 2, 3]
+    dense = store.load_torch(paths.dense_dir(tmp_path, config.train) / paths.DENSE)
+    assert torch.equal(dense["init"]["fc1.weight"], dense["rewind"]["fc1.weight"]) == (rewind == 0)
+
+
+def test_pruned_weights_stay_exactly_zero_through_training(tiny):
+    config = tiny(**{"train.train_iterations": 30})
+    setup = Setup(config)
+    model = setup.model()
+    masks = {n: (torch.rand(w.shape, generator=torch.Generator().manual_seed(1)) > 0.5).float()
+             for n, w in prunable_weights(model).items()}
+    checked = []
+
+    def snapshot(m):
+        for n, w in prunable_weights(m).items():
+            assert torch.all(w[masks[n] == 0] == 0)
+        checked.append(True)
+
+    for stop in (1, 17, 30):
+        train(model, masks, setup.splits, config.train, setup.order, 0, snapshot_at=stop, on_snapshot=snapshot)
+    assert len(checked) == 3
+    for n, w in prunable_weights(model).items():
+        assert torch.all(w[masks[n] == 0] == 0) and torch.count_nonzero(w[masks[n] == 1]) > 0
+
+
+def test_same_seed_same_results_and_other_seed_differs(tmp_path, tiny):
+    a = run_imp(tiny(), tmp_path / "a", progress=False)
+    b = run_imp(tiny(), tmp_path / "b", progress=False)
+    c = run_imp(tiny(**{"train.seed": 1}), tmp_path / "c", progress=False)
+    pd.testing.assert_frame_equal(_rounds(a), _rounds(b), check_exact=True)
+    assert (a / paths.CURVES).read_bytes() == (b / paths.CURVES).read_bytes()
+    assert not _rounds(a).equals(_rounds(c))
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, tiny):
+    full = run_imp(tiny(rounds=4), tmp_path / "full", progress=False)
+
+    def kill_in_round_3(round_, model, masks):
+        if round_ == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_imp(tiny(rounds=4), tmp_path / "resumed", progress=False, on_round_start=kill_in_round_3)
+    partial = paths.run_dir(tmp_path / "resumed", tiny(rounds=4))
+    assert len(pd.read_csv(partial / paths.ROUNDS)) == 3  # rounds 0-2 committed
+    run_imp(tiny(rounds=4), tmp_path / "resumed", progress=False)
+    pd.testing.assert_frame_equal(_rounds(full), _rounds(partial), check_exact=True)
+    assert (full / paths.CURVES).read_bytes() == (partial / paths.CURVES).read_bytes()
+
+
+def test_a_longer_run_extends_a_shorter_one(tmp_path, tiny):
+    short = run_imp(tiny(rounds=2), tmp_path, progress=False)
+    long = run_imp(tiny(rounds=3), tmp_path, progress=False)
+    assert short == long and len(pd.read_csv(long / paths.ROUNDS)) == 4
+
+
+@pytest.mark.parametrize("planner", ["global", "random", "lamp", "erk"])
+def test_other_planners_prune_and_train(tmp_path, tiny, planner):
+    run = run_imp(tiny(**{"prune.planner": planner}, rounds=2), tmp_path, progress=False)
+    rows = pd.read_csv(run / paths.ROUNDS)
+    assert rows["weights_remaining"].iloc[-1] < 1.0
+    if planner in ("global", "lamp", "erk"):  # 20 % of the remaining weights overall per round
+        assert rows["weights_remaining"].iloc[-1] == pytest.approx(0.8**2, abs=0.01)
+
+
+def test_ticket_export_loads_through_torch_prune(tmp_path, tiny):
+    run = run_imp(tiny(), tmp_path, progress=False)
+    ticket = store.load_torch(run / paths.TICKET)
+    assert ticket["round"] == 3
+    model = apply_ticket(Setup(tiny()).model(seed=123), run / paths.TICKET)
+    masks = store.load_torch(paths.masks_file(run, 3))
+    rewind = store.load_torch(run / paths.REWIND)
+    for name, module in model.named_modules():
+        if name in masks:
+            assert torch.equal(module.weight_mask, masks[name])
+            assert torch.equal(module.weight, rewind[f"{name}.weight"] * masks[name])
+
+
+def test_controls_train_at_the_tickets_densities(tmp_path, tiny):
+    run = run_imp(tiny(), tmp_path, progress=False)
+    ticket = pd.read_csv(run / paths.ROUNDS).set_index("round")
+    for kind in ("reinit", "random-prune"):
+        out = run_control(run, kind, [1, 3], progress=False)
+        rows = pd.read_csv(out).set_index("round")
+        assert list(rows.index) == [1, 3]
+        for r in (1, 3):
+            assert rows.loc[r, "remaining:fc1"] == pytest.approx(ticket.loc[r, "remaining:fc1"], abs=1e-3)
+        again = run_control(run, kind, [1, 3], progress=False)  # finished rounds are skipped
+        assert len(pd.read_csv(again)) == 2
