@@ -16,8 +16,6 @@ from typing import Any, NoReturn
 
 from mdp_prune.config import PRESETS, ConfigError, RunConfig
 
-SECTIONS = ("train", "prune")
-
 
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a usage mistake in one line (exit code 2) instead of the usage block."""
@@ -35,6 +33,17 @@ def _tuple_of(kind: type) -> Any:
 
     parse.__name__ = f"comma-separated {kind.__name__}s"
     return parse
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+_bool.__name__ = "boolean"
 
 
 def _flag(name: str) -> str:
@@ -61,7 +70,10 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     for dotted, f, default in config_fields():
         section = dotted.split(".")[0] if "." in dotted else "run"
         group = groups.setdefault(section, parser.add_argument_group(f"{section} options"))
-        kind = (_tuple_of(type(default[0])) if isinstance(default, tuple) else type(default))
+        if isinstance(default, tuple):
+            kind = _tuple_of(type(default[0]))
+        else:
+            kind = _bool if isinstance(default, bool) else type(default)
         shown = ",".join(str(v) for v in default) if isinstance(default, tuple) else default
         group.add_argument(_flag(f.name), dest=dotted, type=kind, default=argparse.SUPPRESS,
                            metavar=f.name.upper(), help=f"{f.metadata['help']} (default: {shown!s})")
@@ -100,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run_dir", type=Path, help="a run folder written by `run`")
     export.add_argument("--round", type=int, default=None, help="round to export (default: the last one)")
     export.add_argument("--output", type=Path, default=None, help="file to write (default: RUN_DIR/ticket.pt)")
+
+    check = sub.add_parser("proxy-check", help="rank correlation of the planner's proxy with retrained accuracy")
+    check.add_argument("run_dir", type=Path, help="a run folder written by `run`")
+    check.add_argument("--plans", type=int, default=10, help="random plans to retrain (default: 10)")
+    check.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
 
@@ -135,6 +152,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not 0 <= round_ <= last:
                 raise ConfigError(f"--round must be between 0 and {last}, got {round_}")
             print(export_ticket(run, round_, args.output))
+        elif args.command == "proxy-check":
+            from mdp_prune.proxy_check import PROXY_CHECK, proxy_check
+
+            run = _run_dir(args.run_dir)
+            rho, p, frame = proxy_check(run, args.plans, progress=not args.quiet)
+            print(f"Spearman rho = {rho:.3f} (p = {p:.3g}) between proxy and retrained validation accuracy "
+                  f"over {len(frame)} plans; table in {run / PROXY_CHECK}")
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -74,6 +74,7 @@ class PruneConfig:
     actions: tuple[float, ...] = _opt(
         (0.0, 0.1, 0.2, 0.3, 0.4, 0.5), "random, qlearning: the ordered set of per-layer prune fractions"
     )
+    target_remaining: float = _opt(0.0, "stop after the first round at or below this fraction of weights (0: never)")
 
     def validate(self) -> None:
         from mdp_prune.planners import PLANNERS
@@ -87,6 +88,64 @@ class PruneConfig:
             _fraction("actions", a)
         if list(self.actions) != sorted(set(self.actions)):
             raise ConfigError(f"--actions must be strictly increasing, got {self.actions}")
+        _fraction("target_remaining", self.target_remaining)
+
+
+@dataclass(frozen=True)
+class QLearningConfig:
+    """The pruning MDP and its tabular Q-learning (DESIGN.md section 2); used by `--planner qlearning`."""
+
+    episodes: int = _opt(300, "Q-learning episodes per round (one episode walks every prunable layer)")
+    alpha: float = _opt(0.2, "learning rate alpha of the Q update (start value of its schedule)")
+    alpha_schedule: str = _opt("constant", "alpha schedule over a round's episodes: constant, linear, exponential")
+    alpha_end: float = _opt(0.01, "final alpha of a linear or exponential schedule")
+    gamma: float = _opt(0.9, "discount gamma")
+    epsilon: float = _opt(1.0, "exploration epsilon (start value of its schedule)")
+    epsilon_schedule: str = _opt("linear", "epsilon schedule over a round's episodes: constant, linear, exponential")
+    epsilon_end: float = _opt(0.0, "final epsilon of a linear or exponential schedule")
+    explore_fraction: float = _opt(0.8, "share of a round's episodes over which linear schedules decay")
+    decay: float = _opt(0.98, "per-episode factor of exponential schedules")
+    initial_q: float = _opt(0.0, "initial value of every Q(s, a)")
+    accuracy_edges: tuple[float, ...] = _opt(
+        (0.005, 0.01, 0.02, 0.05, 0.1, 0.2), "bucket edges of the proxy accuracy drop below the round's unpruned one"
+    )
+    sparsity_edges: tuple[float, ...] = _opt(
+        (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64), "bucket edges (log scale) of the fraction of weights remaining"
+    )
+    target_accuracy: float = _opt(1.0, "T_A as a multiple of the dense network's proxy accuracy")
+    target_sparsity: float = _opt(0.964, "T_P: fraction of prunable weights removed that the reward aims at")
+    beta: float = _opt(1.0, "reward scale beta")
+    budget: str = _opt("free", "free: the reward sets the pace; lt: each round removes exactly the lt baseline's share")
+    feedback: bool = _opt(True, "feed the retrained validation accuracy back as a terminal reward of the plan")
+    proxy_examples: int = _opt(1000, "validation examples used for the proxy accuracy (a fixed subset)")
+
+    def validate(self) -> None:
+        from qtable import SCHEDULE_KINDS
+
+        if self.episodes < 1:
+            raise ConfigError(f"--episodes must be at least 1, got {self.episodes}")
+        for name in ("alpha", "alpha_end"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be in (0, 1], got {getattr(self, name)}")
+        for name in ("gamma", "epsilon", "epsilon_end", "explore_fraction", "decay"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(self, name)}")
+        _choice("alpha schedule", self.alpha_schedule, SCHEDULE_KINDS)
+        _choice("epsilon schedule", self.epsilon_schedule, SCHEDULE_KINDS)
+        _choice("budget", self.budget, ("free", "lt"))
+        for name in ("accuracy_edges", "sparsity_edges"):
+            edges = getattr(self, name)
+            if not edges or list(edges) != sorted(set(edges)):
+                raise ConfigError(f"--{name.replace('_', '-')} must be strictly increasing, got {edges}")
+        if not 0 < self.target_accuracy <= 2:
+            raise ConfigError(f"--target-accuracy must be in (0, 2], got {self.target_accuracy}")
+        _fraction("target_sparsity", self.target_sparsity)
+        if self.target_sparsity == 0:
+            raise ConfigError("--target-sparsity must be positive")
+        if self.beta <= 0:
+            raise ConfigError(f"--beta must be positive, got {self.beta}")
+        if self.proxy_examples < 1:
+            raise ConfigError(f"--proxy-examples must be at least 1, got {self.proxy_examples}")
 
 
 @dataclass(frozen=True)
@@ -96,22 +155,26 @@ class RunConfig:
 
     train: TrainConfig = field(default_factory=TrainConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
+    qlearning: QLearningConfig = field(default_factory=QLearningConfig)
     rounds: int = _opt(5, "pruning rounds after the dense round 0")
     data_dir: str = _opt("", "folder with the dataset files (default: found automatically, or downloaded)")
     device: str = _opt("auto", "auto, cpu or cuda")
 
-    HASHED = ("train", "prune")
+    HASHED = ("train", "prune", "qlearning")
 
     def validate(self) -> RunConfig:
         self.train.validate()
         self.prune.validate()
+        self.qlearning.validate()
         if self.rounds < 0:
             raise ConfigError(f"--rounds must be non-negative, got {self.rounds}")
         _choice("device", self.device, ("auto", "cpu", "cuda"))
         return self
 
     def hash(self) -> str:
-        return _digest({k: non_default_fields(getattr(self, k)) for k in self.HASHED})
+        # Flat dotted names, so that adding a section or a field with a default keeps existing run folders.
+        return _digest({f"{k}.{name}": v for k in self.HASHED
+                        for name, v in non_default_fields(getattr(self, k)).items()})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -98,6 +98,9 @@ def run_imp(config: RunConfig, out: Path | str = "results", progress: bool = Tru
             raise ConfigError(f"{run} holds a run of another configuration")
     rows = store.read_csv(run / paths.ROUNDS)
     done = len(rows)
+    target = config.prune.target_remaining
+    if done and target > 0 and rows["weights_remaining"].iloc[-1] <= target:
+        return run  # reached the target in an earlier invocation
     planner = PLANNERS[config.prune.planner](config)
     model = setup.model()
     weights = prunable_weights(model)
@@ -166,6 +169,8 @@ def run_imp(config: RunConfig, out: Path | str = "results", progress: bool = Tru
             bar.update(1)
             bar.set_postfix(remaining=f"{row['weights_remaining']:.3f}", test=f"{result.test_accuracy:.4f}")
             masks = next_masks
+            if target > 0 and row["weights_remaining"] <= target:
+                break
     return run
 
 

@@ -6,7 +6,9 @@
         config.json  rounds.csv  curves.csv  plans.csv  summary.json  rewind.pt  ticket.pt
         masks/round_<r>.pt                   the mask round r trains with
         planner/state_<r>.pt                 the planner's state before round r (for exact resumption)
-        qlearning.csv  qtable/round_<r>.npz  the Q-learning planner's log and Q-table snapshots
+        qlearning.csv  qlearning_rounds.csv  qtable/round_<r>.npz
+                                             the Q-learning planner's per-episode and per-round logs,
+                                             and the Q-table after each round
         controls/<kind>.csv                  random reinitialisation / random pruning controls
 """
 
@@ -24,6 +26,7 @@ SUMMARY = "summary.json"
 REWIND = "rewind.pt"
 TICKET = "ticket.pt"
 QLEARNING_LOG = "qlearning.csv"
+QLEARNING_ROUNDS = "qlearning_rounds.csv"
 DENSE = "dense.pt"
 ERROR = "error.txt"
 

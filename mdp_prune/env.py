@@ -1,0 +1,167 @@
+"""The pruning MDP of one IMP round as a Gymnasium environment (DESIGN.md section 2).
+
+An episode walks the prunable layers in order. In state (layer l, accuracy-drop bucket, sparsity bucket) the
+action is an index into a fixed, ordered set of fractions: the share of layer l's remaining weights to prune.
+Each step prunes a *copy* of the round's committed mask and scores it with a proxy: the accuracy of the
+trained weights under that mask on a fixed validation subset, without retraining. The trained weights and the
+committed mask are never modified, and repeated plans are answered from a cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from qtable import Discretizer, StateSpace
+
+
+class Evaluator(Protocol):
+    """What the environment needs from the network: accuracy and weights remaining of a partial plan.
+
+    A plan is a tuple of action indices for layers 0..len(plan)-1; later layers keep the committed mask.
+    """
+
+    n_layers: int
+
+    def accuracy(self, plan: tuple[int, ...]) -> float: ...
+
+    def remaining(self, plan: tuple[int, ...]) -> float: ...
+
+
+class ProxyEvaluator:
+    """Proxy accuracy of the trained, masked network under partial plans, cached by plan prefix."""
+
+    def __init__(self, model: nn.Module, weights: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor],
+                 actions: Sequence[float], x: torch.Tensor, y: torch.Tensor) -> None:
+        self.model = model
+        self.names = list(weights)
+        self.n_layers = len(self.names)
+        self.weights = {n: weights[n].detach() for n in self.names}
+        self.masks = {n: masks[n].detach() for n in self.names}
+        self.actions = tuple(actions)
+        self.x, self.y = x, y
+        self.kept = [int(self.masks[n].sum().item()) for n in self.names]
+        self.total = sum(m.numel() for m in self.masks.values())
+        self._order: dict[int, torch.Tensor] = {}
+        self._layer_masks: dict[tuple[int, int], torch.Tensor] = {}
+        self._accuracy: dict[tuple[int, ...], float] = {}
+        self.evaluations = 0
+        self.lookups = 0
+
+    def pruned_count(self, layer: int, action: int) -> int:
+        return min(self.kept[layer], int(round(self.actions[action] * self.kept[layer])))
+
+    def remaining(self, plan: tuple[int, ...]) -> float:
+        removed = sum(self.pruned_count(layer, a) for layer, a in enumerate(plan))
+        return (sum(self.kept) - removed) / self.total
+
+    def layer_mask(self, layer: int, action: int) -> torch.Tensor:
+        """The committed mask of `layer` with its `actions[action]` smallest-magnitude survivors removed."""
+        key = (layer, action)
+        if key not in self._layer_masks:
+            name = self.names[layer]
+            if layer not in self._order:
+                # Sorted once per round: the same weights are pruned in every episode for the same action.
+                scores = self.weights[name].abs().flatten().clone()
+                scores[self.masks[name].flatten() == 0] = float("inf")
+                self._order[layer] = torch.sort(scores, stable=True).indices
+            mask = self.masks[name].clone()
+            mask.view(-1)[self._order[layer][: self.pruned_count(layer, action)]] = 0.0
+            self._layer_masks[key] = mask
+        return self._layer_masks[key]
+
+    def plan_masks(self, plan: tuple[int, ...]) -> dict[str, torch.Tensor]:
+        return {n: self.layer_mask(i, plan[i]) if i < len(plan) else self.masks[n] for i, n in enumerate(self.names)}
+
+    @torch.no_grad()
+    def accuracy(self, plan: tuple[int, ...]) -> float:
+        self.lookups += 1
+        if plan not in self._accuracy:
+            self.evaluations += 1
+            masks = self.plan_masks(plan)
+            params = {f"{n}.weight": self.weights[n] * masks[n] for n in self.names}
+            was_training = self.model.training
+            self.model.eval()
+            logits = functional_call(self.model, params, (self.x,))
+            self.model.train(was_training)
+            self._accuracy[plan] = (logits.argmax(1) == self.y).float().mean().item()
+        return self._accuracy[plan]
+
+
+def purl_reward(accuracy: float, sparsity: float, target_accuracy: float, target_sparsity: float,
+                beta: float) -> float:
+    """PuRL's dense reward: -beta * (shortfall from the accuracy target + shortfall from the sparsity target)."""
+    return -beta * (max(0.0, 1.0 - accuracy / target_accuracy) + max(0.0, 1.0 - sparsity / target_sparsity))
+
+
+class PruningEnv(gym.Env):
+    """One round's pruning MDP. Observations are flat state indices of (layer, accuracy bucket, sparsity bucket);
+    layer index `n_layers` marks the terminal state."""
+
+    metadata: dict[str, Any] = {"render_modes": []}
+
+    def __init__(self, evaluator: Evaluator, n_actions: int, accuracy_edges: Sequence[float],
+                 sparsity_edges: Sequence[float], target_accuracy: float, target_sparsity: float,
+                 beta: float = 1.0) -> None:
+        self.evaluator = evaluator
+        self.accuracy_bucket = Discretizer(accuracy_edges, "accuracy drop")
+        self.sparsity_bucket = Discretizer(sparsity_edges, "weights remaining")
+        self.space = StateSpace((evaluator.n_layers + 1, self.accuracy_bucket.n_buckets,
+                                 self.sparsity_bucket.n_buckets))
+        self.observation_space = gym.spaces.Discrete(self.space.n_states)
+        self.action_space = gym.spaces.Discrete(n_actions)
+        self.target_accuracy = target_accuracy
+        self.target_sparsity = target_sparsity
+        self.beta = beta
+        self.reference_accuracy = evaluator.accuracy(())
+        self.plan: tuple[int, ...] = ()
+
+    def state_of(self, plan: tuple[int, ...]) -> int:
+        drop = self.reference_accuracy - self.evaluator.accuracy(plan)
+        return self.space.index((len(plan), self.accuracy_bucket(drop),
+                                 self.sparsity_bucket(self.evaluator.remaining(plan))))
+
+    def describe(self, state: int) -> str:
+        layer, acc, sparsity = self.space.unravel(state)
+        return (f"layer {layer}, drop {self.accuracy_bucket.label(acc)}, "
+                f"remaining {self.sparsity_bucket.label(sparsity)}")
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[int, dict]:
+        super().reset(seed=seed)
+        self.plan = ()
+        return self.state_of(self.plan), self._info()
+
+    def step(self, action: int) -> tuple[int, float, bool, bool, dict]:
+        if not self.action_space.contains(action):
+            raise ValueError(f"action {action!r} is not in {self.action_space}")
+        if len(self.plan) >= self.evaluator.n_layers:
+            raise RuntimeError("the episode has ended: call reset()")
+        self.plan = (*self.plan, int(action))
+        accuracy = self.evaluator.accuracy(self.plan)
+        sparsity = 1.0 - self.evaluator.remaining(self.plan)
+        reward = purl_reward(accuracy, sparsity, self.target_accuracy, self.target_sparsity, self.beta)
+        terminated = len(self.plan) == self.evaluator.n_layers
+        return self.state_of(self.plan), float(reward), terminated, False, self._info()
+
+    def _info(self) -> dict[str, Any]:
+        return {"plan": self.plan, "accuracy": self.evaluator.accuracy(self.plan),
+                "remaining": self.evaluator.remaining(self.plan)}
+
+
+def greedy_rollout(env: PruningEnv, values: np.ndarray) -> tuple[tuple[int, ...], list[tuple], float]:
+    """Follow the lowest-index argmax of Q from the start: the plan a round commits, its transitions, return."""
+    state, _ = env.reset()
+    transitions, total, terminated = [], 0.0, False
+    while not terminated:
+        action = int(np.argmax(values[state]))
+        next_state, reward, terminated, _, _ = env.step(action)
+        transitions.append((state, action, reward, next_state, terminated))
+        total += reward
+        state = next_state
+    return env.plan, transitions, total

@@ -1,0 +1,221 @@
+"""The `qlearning` planner: each round, Q-learning on the round's pruning MDP, then the greedy plan is committed.
+
+The Q-table persists across rounds (states carry the sparsity bucket, so rounds meet in different regions of
+it); the exploration schedules restart every round because every round is a new MDP instance (new weights).
+The retrained validation accuracy of the committed plan can be fed back as a terminal reward.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from mdp_prune import paths, store
+from mdp_prune.config import RunConfig
+from mdp_prune.env import ProxyEvaluator, PruningEnv, greedy_rollout, purl_reward
+from mdp_prune.planners import Planner, RoundContext
+from mdp_prune.training import derive_seed
+from qtable import QLearningAgent, QTable, make_schedule
+
+LOG_COLUMNS = ["round", "episode", "epsilon", "alpha", "return", "max_abs_dq", "mean_abs_dq", "greedy_plan"]
+
+
+class _PerRound:
+    """A schedule restarted at every round: step -> base(step mod episodes_per_round)."""
+
+    def __init__(self, base: Any, episodes: int) -> None:
+        self.base, self.episodes = base, episodes
+
+    def __call__(self, step: int) -> float:
+        return self.base(step % self.episodes)
+
+
+def match_budget(fractions: dict[str, float], kept: dict[str, int], budget: int,
+                 max_fraction: float = 0.99) -> dict[str, float]:
+    """Rescale a plan so it removes exactly `budget` weights, keeping its allocation across layers.
+
+    Shares above `max_fraction` of a layer are capped and the excess goes to the other layers; what cannot be
+    scaled (an all-zero plan) is spread in proportion to the weights remaining.
+    """
+    names = list(kept)
+    budget = min(budget, int(sum(math.floor(max_fraction * kept[n]) for n in names)))
+    weight = {n: fractions.get(n, 0.0) * kept[n] for n in names}
+    alloc: dict[str, float] = {}
+    free, left = set(names), float(budget)
+    while free:
+        if sum(weight[n] for n in free) == 0:  # nothing to scale: spread over what the free layers keep
+            weight.update({n: float(kept[n]) for n in free})
+        total = sum(weight[n] for n in free)
+        scale = left / total if total > 0 else 0.0
+        over = {n for n in free if weight[n] * scale > max_fraction * kept[n]}
+        if not over:
+            alloc.update({n: weight[n] * scale for n in free})
+            break
+        for n in over:
+            alloc[n] = math.floor(max_fraction * kept[n])
+            left -= alloc[n]
+        free -= over
+    counts = {n: math.floor(alloc[n]) for n in names}
+    # Hand the rounding remainder to the largest fractional parts (ties: layer order).
+    for n in sorted(names, key=lambda n: alloc[n] - counts[n], reverse=True)[: budget - sum(counts.values())]:
+        counts[n] += 1
+    return {n: counts[n] / kept[n] if kept[n] else 0.0 for n in names}
+
+
+class QLearningPlanner(Planner):
+    def __init__(self, config: RunConfig) -> None:
+        super().__init__(config)
+        self.q = config.qlearning
+        self.agent: QLearningAgent | None = None
+        self._pending_state: dict[str, Any] | None = None
+        self.dense_proxy_accuracy: float | None = None
+        self.dense_val_accuracy: float | None = None
+        self.committed: list[tuple] = []  # transitions of the last committed plan, for the feedback reward
+        self.committed_sparsity = 0.0
+
+    # -- construction, lazily: the number of layers is known only from the first round's model ---------------
+
+    def _env(self, ctx: RoundContext) -> tuple[PruningEnv, ProxyEvaluator]:
+        n = min(self.q.proxy_examples, len(ctx.splits.val_y))
+        evaluator = ProxyEvaluator(ctx.model, ctx.weights, ctx.masks, self.config.prune.actions,
+                                   ctx.splits.val_x[:n], ctx.splits.val_y[:n])
+        if self.dense_proxy_accuracy is None:  # round 0: the dense network is the reference
+            self.dense_proxy_accuracy = evaluator.accuracy(())
+            self.dense_val_accuracy = ctx.result.val_accuracy
+        env = PruningEnv(evaluator, len(self.config.prune.actions), self.q.accuracy_edges, self.q.sparsity_edges,
+                         target_accuracy=self.q.target_accuracy * self.dense_proxy_accuracy,
+                         target_sparsity=self._target_sparsity(ctx), beta=self.q.beta)
+        self._ensure_agent(env.space.n_states)
+        return env, evaluator
+
+    def _n_states(self, ctx: RoundContext) -> int:
+        return (len(ctx.masks) + 1) * (len(self.q.accuracy_edges) + 1) * (len(self.q.sparsity_edges) + 1)
+
+    def _target_sparsity(self, ctx: RoundContext) -> float:
+        if self.q.budget == "free":
+            return self.q.target_sparsity
+        # Budget mode aims the reward at this round's lt sparsity: pruning past it earns nothing.
+        return 1.0 - self._lt_remaining(ctx) / sum(m.numel() for m in ctx.masks.values())
+
+    def _lt_remaining(self, ctx: RoundContext) -> int:
+        """Weights the lt baseline keeps after round ctx.round + 1 prunings: its ladder, replayed on counts."""
+        p = self.config.prune
+        rate = {"conv": p.prune_conv, "fc": p.prune_fc, "output": p.prune_output}
+        kept = {n: m.numel() for n, m in ctx.masks.items()}
+        for _ in range(ctx.round + 1):
+            kept = {n: k - min(k, int(round(rate[ctx.kinds[n]] * k))) for n, k in kept.items()}
+        return sum(kept.values())
+
+    def _ensure_agent(self, n_states: int) -> None:
+        if self.agent is not None:
+            return
+        q, episodes = self.q, self.q.episodes
+        steps = max(1, int(q.explore_fraction * episodes))
+        self.agent = QLearningAgent(
+            n_states, len(self.config.prune.actions),
+            alpha=_PerRound(make_schedule(q.alpha_schedule, q.alpha, q.alpha_end, steps, q.decay), episodes),
+            epsilon=_PerRound(make_schedule(q.epsilon_schedule, q.epsilon, q.epsilon_end, steps, q.decay), episodes),
+            gamma=q.gamma, initial_value=q.initial_q,
+            seed=derive_seed(self.config.train.seed, "qlearning") % 2**32,
+        )
+        if self._pending_state is not None:
+            self.agent.load_state_dict(self._pending_state)
+            self._pending_state = None
+
+    # -- the planner protocol ---------------------------------------------------------------------------------
+
+    def observe(self, ctx: RoundContext) -> None:
+        if not (self.q.feedback and self.committed and self.dense_val_accuracy):
+            return
+        self._ensure_agent(self._n_states(ctx))
+        assert self.agent is not None
+        # The retrained validation accuracy replaces the proxy in the committed plan's last reward.
+        state, action, _, next_state, _ = self.committed[-1]
+        reward = purl_reward(ctx.result.val_accuracy, self.committed_sparsity,
+                             self.q.target_accuracy * self.dense_val_accuracy, self._target_for_feedback(ctx),
+                             self.q.beta)
+        self.agent.table.update(state, action, reward, None, True, self.agent.current_alpha, self.agent.gamma)
+
+    def _target_for_feedback(self, ctx: RoundContext) -> float:
+        return self.q.target_sparsity if self.q.budget == "free" else self.committed_sparsity
+
+    def propose(self, ctx: RoundContext) -> dict[str, float]:
+        began = time.perf_counter()
+        env, evaluator = self._env(ctx)
+        agent = self.agent
+        assert agent is not None
+        before = agent.table.values.copy()
+        logs = []
+        for episode in range(self.q.episodes):
+            log = agent.run_episode(env, max_steps=evaluator.n_layers)
+            plan, _, _ = greedy_rollout(env, agent.table.values)
+            logs.append({"round": ctx.round, "episode": episode, "epsilon": log.epsilon, "alpha": log.alpha,
+                         "return": log.return_, "max_abs_dq": log.max_abs_dq, "mean_abs_dq": log.mean_abs_dq,
+                         "greedy_plan": "/".join(f"{self.config.prune.actions[a]:g}" for a in plan)})
+        plan, transitions, greedy_return = greedy_rollout(env, agent.table.values)
+        fractions = {n: self.config.prune.actions[a] for n, a in zip(evaluator.names, plan, strict=True)}
+        if self.q.budget == "lt":
+            kept = dict(zip(evaluator.names, evaluator.kept, strict=True))
+            fractions = match_budget(fractions, kept, sum(evaluator.kept) - self._lt_remaining(ctx))
+        self.committed = transitions
+        self.committed_sparsity = 1.0 - sum(
+            k - min(k, int(round(fractions[n] * k))) for n, k in zip(evaluator.names, evaluator.kept, strict=True)
+        ) / evaluator.total
+        self._write_diagnostics(ctx, env, evaluator, logs, before, greedy_return, time.perf_counter() - began)
+        return fractions
+
+    def _write_diagnostics(self, ctx: RoundContext, env: PruningEnv, evaluator: ProxyEvaluator, logs: list[dict],
+                           before: np.ndarray, greedy_return: float, seconds: float) -> None:
+        run, table = ctx.run_dir, self.agent.table  # type: ignore[union-attr]
+        visited = table.visits.sum(1) > 0
+        changed = int(np.sum(visited & (np.argmax(before, 1) != np.argmax(table.values, 1))))
+        old = store.read_csv(run / paths.QLEARNING_LOG)
+        if not old.empty:
+            old = old[old["round"] != ctx.round]  # a resumed round replaces its partial log
+        frame = [*old.to_dict("records"), *logs] if not old.empty else logs
+        store.write_csv(run / paths.QLEARNING_LOG, frame)
+        table.save(paths.qtable_file(run, ctx.round))
+        last = logs[-max(1, len(logs) // 10):]
+        summary = {"round": ctx.round, "episodes": len(logs), "greedy_return": greedy_return,
+                   "greedy_plan": logs[-1]["greedy_plan"], "plan_stable_last_10pct": len({r["greedy_plan"]
+                                                                                          for r in last}) == 1,
+                   "final_max_abs_dq": logs[-1]["max_abs_dq"], "first_max_abs_dq": logs[0]["max_abs_dq"],
+                   "greedy_changes": changed, "states_visited": int(visited.sum()),
+                   "state_action_pairs_visited": int((table.visits > 0).sum()),
+                   "state_action_pairs": int(table.visits.size), "proxy_evaluations": evaluator.evaluations,
+                   "proxy_lookups": evaluator.lookups, "reference_proxy_accuracy": env.reference_accuracy,
+                   "target_sparsity": env.target_sparsity, "seconds": seconds}
+        old_rounds = store.read_csv(run / paths.QLEARNING_ROUNDS)
+        rows = [] if old_rounds.empty else old_rounds[old_rounds["round"] != ctx.round].to_dict("records")
+        store.write_csv(run / paths.QLEARNING_ROUNDS, [*rows, summary])
+
+    # -- checkpointing ---------------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        agent = self.agent.state_dict() if self.agent is not None else self._pending_state
+        if agent is not None:
+            agent = {**agent, "values": torch.as_tensor(agent["values"]), "visits": torch.as_tensor(agent["visits"])}
+        return {"agent": agent, "dense_proxy_accuracy": self.dense_proxy_accuracy,
+                "dense_val_accuracy": self.dense_val_accuracy,
+                "committed": [list(t) for t in self.committed], "committed_sparsity": self.committed_sparsity}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not state:
+            return
+        agent = state["agent"]
+        if agent is not None:
+            agent = {**agent, "values": agent["values"].numpy(), "visits": agent["visits"].numpy()}
+        self._pending_state = agent
+        self.agent = None
+        self.dense_proxy_accuracy = state["dense_proxy_accuracy"]
+        self.dense_val_accuracy = state["dense_val_accuracy"]
+        self.committed = [tuple(t) for t in state["committed"]]
+        self.committed_sparsity = state["committed_sparsity"]
+
+
+def load_qtable(run_dir: Any, round_: int) -> QTable:
+    return QTable.load(paths.qtable_file(run_dir, round_))

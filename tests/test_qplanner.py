@@ -1,0 +1,157 @@
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+
+from mdp_prune import paths
+from mdp_prune.env import ProxyEvaluator, PruningEnv, greedy_rollout, purl_reward
+from mdp_prune.imp import Setup, run_imp
+from mdp_prune.models import prunable_weights
+from mdp_prune.qplanner import match_budget
+from qtable import QLearningAgent, make_schedule
+
+ACTIONS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+
+
+class SensitiveLayerEvaluator:
+    """Synthetic network: three layers of 100 weights; pruning layer 1 at all costs 3 points per percent."""
+
+    n_layers = 3
+
+    def accuracy(self, plan):
+        return 0.9 - (3 * ACTIONS[plan[1]] if len(plan) > 1 else 0.0)
+
+    def remaining(self, plan):
+        return 1 - sum(round(ACTIONS[a] * 100) for a in plan) / 300
+
+
+def _env(evaluator=None, target_sparsity=0.5):
+    return PruningEnv(evaluator or SensitiveLayerEvaluator(), len(ACTIONS), (0.01, 0.1), (0.5, 0.8),
+                      target_accuracy=0.9, target_sparsity=target_sparsity, beta=1.0)
+
+
+def test_env_passes_gymnasium_check():
+    check_env(_env(), skip_render_check=True)
+
+
+def test_rewards_follow_purl_formula():
+    env = _env()
+    env.reset()
+    _, r1, done1, _, _ = env.step(5)  # layer 0 at 50 %: sparsity 50/300
+    assert r1 == pytest.approx(-(0 + (1 - (50 / 300) / 0.5))) and not done1
+    _, r2, _, _, _ = env.step(1)  # layer 1 at 10 %: accuracy 0.6, sparsity 60/300
+    assert r2 == pytest.approx(-((1 - 0.6 / 0.9) + (1 - (60 / 300) / 0.5)))
+    _, _, done3, _, info = env.step(0)
+    assert done3 and info["plan"] == (5, 1, 0)
+    assert purl_reward(0.9, 0.6, 0.9, 0.5, 2.0) == 0.0
+
+
+def test_greedy_plan_finds_the_known_best_plan_and_q_converges():
+    env = _env()
+    returns = {}
+    for plan in itertools.product(range(len(ACTIONS)), repeat=3):
+        env.reset()
+        returns[plan] = sum(env.step(a)[1] for a in plan)
+    best = max(returns, key=returns.get)
+    assert best == (5, 0, 5)  # prune the insensitive layers fully, leave layer 1 alone
+
+    agent = QLearningAgent(env.space.n_states, len(ACTIONS), alpha=make_schedule("constant", 0.5),
+                           epsilon=make_schedule("linear", 1.0, 0.0, 300), gamma=1.0, seed=0)
+    logs = [agent.run_episode(env, max_steps=3) for _ in range(400)]
+    plan, _, _ = greedy_rollout(env, agent.table.values)
+    assert plan == best
+    early = np.mean([log.max_abs_dq for log in logs[:50]])
+    late = np.mean([log.max_abs_dq for log in logs[-50:]])
+    assert late < 0.01 * early
+
+
+@pytest.fixture
+def proxy(tiny):
+    setup = Setup(tiny())
+    model = setup.model()
+    weights = {n: w.detach() for n, w in prunable_weights(model).items()}
+    masks = {n: (torch.rand(w.shape, generator=torch.Generator().manual_seed(0)) > 0.3).float()
+             for n, w in weights.items()}
+    return ProxyEvaluator(model, weights, masks, ACTIONS, setup.splits.val_x, setup.splits.val_y), model, masks
+
+
+def test_episodes_never_touch_the_trained_weights_or_committed_mask(proxy):
+    evaluator, model, masks = proxy
+    before_w = {k: v.clone() for k, v in model.state_dict().items()}
+    before_m = {k: v.clone() for k, v in masks.items()}
+    env = _env(evaluator, target_sparsity=0.9)
+    check_env(env, skip_render_check=True)
+    agent = QLearningAgent(env.space.n_states, len(ACTIONS), alpha=make_schedule("constant", 0.2),
+                           epsilon=make_schedule("constant", 1.0), gamma=0.9, seed=1)
+    for _ in range(30):
+        agent.run_episode(env, max_steps=3)
+    assert all(torch.equal(before_w[k], v) for k, v in model.state_dict().items())
+    assert all(torch.equal(before_m[k], masks[k]) for k in masks)
+    assert evaluator.evaluations < evaluator.lookups  # repeated plans come from the cache
+
+
+def test_one_action_index_always_prunes_the_same_weights(proxy):
+    evaluator, _, masks = proxy
+    for layer, name in enumerate(evaluator.names):
+        kept = int(masks[name].sum())
+        for a, fraction in enumerate(ACTIONS):
+            m = evaluator.layer_mask(layer, a)
+            assert int(m.sum()) == kept - round(fraction * kept)
+            assert torch.all(m <= masks[name])
+        evaluator._layer_masks.clear()  # recomputed from scratch: the same mask
+        assert torch.equal(evaluator.layer_mask(layer, 3), evaluator.layer_mask(layer, 3))
+
+
+def test_match_budget_removes_exactly_the_budget_and_keeps_the_allocation():
+    kept = {"a": 1000, "b": 500, "c": 10}
+    fr = match_budget({"a": 0.4, "b": 0.2, "c": 0.0}, kept, budget=300)
+    counts = {n: round(fr[n] * kept[n]) for n in kept}
+    assert sum(counts.values()) == 300 and counts["c"] == 0 and counts["a"] == 4 * counts["b"]
+    capped = match_budget({"a": 0.0, "b": 0.5, "c": 0.0}, kept, budget=600)
+    assert sum(round(capped[n] * kept[n]) for n in kept) == 600 and capped["b"] < 1
+    zero = match_budget({}, kept, budget=151)
+    assert sum(round(zero[n] * kept[n]) for n in kept) == 151
+
+
+def _q(tiny, **extra):
+    return tiny(**{"prune.planner": "qlearning", "qlearning.episodes": 40, **extra})
+
+
+def test_qlearning_run_logs_convergence(tmp_path, tiny):
+    run = run_imp(_q(tiny), tmp_path, progress=False)
+    log = pd.read_csv(run / paths.QLEARNING_LOG)
+    assert list(log.columns) == ["round", "episode", "epsilon", "alpha", "return", "max_abs_dq", "mean_abs_dq",
+                                 "greedy_plan"]
+    assert len(log) == 4 * 40 and set(log["round"]) == {0, 1, 2, 3}
+    assert all(paths.qtable_file(run, r).is_file() for r in range(4))
+    rounds = pd.read_csv(run / paths.QLEARNING_ROUNDS)
+    assert (rounds["state_action_pairs_visited"] > 0).all()
+    assert pd.read_csv(run / paths.ROUNDS)["weights_remaining"].is_monotonic_decreasing
+
+
+def test_budget_mode_matches_the_lt_sparsity_each_round(tmp_path, tiny):
+    q = run_imp(_q(tiny, **{"qlearning.budget": "lt"}), tmp_path, progress=False)
+    lt = run_imp(tiny(), tmp_path, progress=False)
+    q_rows, lt_rows = pd.read_csv(q / paths.ROUNDS), pd.read_csv(lt / paths.ROUNDS)
+    assert np.allclose(q_rows["weights_remaining"], lt_rows["weights_remaining"], atol=1e-9)
+
+
+def test_qlearning_run_resumes_exactly(tmp_path, tiny):
+    full = run_imp(_q(tiny), tmp_path / "full", progress=False)
+
+    def kill(round_, model, masks):
+        if round_ == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_imp(_q(tiny), tmp_path / "resumed", progress=False, on_round_start=kill)
+    resumed = run_imp(_q(tiny), tmp_path / "resumed", progress=False)
+    for name in (paths.ROUNDS, paths.QLEARNING_LOG):
+        a, b = pd.read_csv(full / name), pd.read_csv(resumed / name)
+        pd.testing.assert_frame_equal(a.drop(columns="seconds", errors="ignore"),
+                                      b.drop(columns="seconds", errors="ignore"), check_exact=True)
+    q_full, q_resumed = (np.load(paths.qtable_file(r, 3))["values"] for r in (full, resumed))
+    assert np.array_equal(q_full, q_resumed)
