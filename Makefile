@@ -2,12 +2,16 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
-OUT    ?= results
-DATASET ?= digits
-PRESET ?=
-SEEDS  ?= 0,1,2
-GRID   ?= small
-JOBS   ?= 2
+# Variables of gridsearch and compare-baseline (empty: the grid file's own value).
+OUT     ?= results/compare
+GRID    ?= small
+DATASET ?=
+PRESET  ?=
+SEEDS   ?=
+ROUNDS  ?=
+JOBS    ?= 2
+GRID_ARGS = --grid $(GRID) --out $(OUT) --n-jobs $(JOBS) $(if $(DATASET),--dataset $(DATASET)) \
+	$(if $(PRESET),--preset $(PRESET)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(ROUNDS),--rounds $(ROUNDS))
 
 .PHONY: venv test test-all lint bench compare-baseline gridsearch notebooks clean
 
@@ -32,8 +36,11 @@ lint: $(STAMP)
 bench: $(STAMP)  ## speed ratios measured in one run -> bench/results.json
 	$(PY) -m mdp_prune.bench --out bench
 
-compare-baseline: $(STAMP)  ## lottery-ticket baseline on $(DATASET) (the comparison arrives with gridsearch/)
-	$(PY) -m mdp_prune run --dataset $(DATASET) $(if $(PRESET),--preset $(PRESET)) --planner lt --rounds 10 --out $(OUT)
+gridsearch: $(STAMP)  ## Q-learning hyperparameter grid -> $(OUT)/grid.csv
+	$(PY) -m gridsearch search $(GRID_ARGS)
+
+compare-baseline: $(STAMP)  ## grid, selection on validation, every baseline -> $(OUT)/report.md
+	$(PY) -m gridsearch compare $(GRID_ARGS)
 
 clean:
 	rm -rf bench .pytest_cache .ruff_cache

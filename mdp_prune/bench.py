@@ -64,6 +64,41 @@ def bench_masked_loop(dataset: str, iterations: int, repeats: int) -> dict[str, 
             "engine_iterations_per_s": e, "ratio_engine_to_bare": e / b}
 
 
+def bench_planner(dataset: str, engine_iterations_per_s: float, preset: str = "lenet") -> dict[str, float]:
+    """Seconds the Q-learning planner spends on one round (its default episodes, proxy and logs) against the
+    training time of one round of the preset (T - k iterations at the engine's measured speed)."""
+    import tempfile
+
+    from mdp_prune.config import PRESETS
+    from mdp_prune.planners import PLANNERS, RoundContext
+    from mdp_prune.training import TrainResult
+
+    config = RunConfig().replace(**{**PRESETS[preset], "train.dataset": dataset, "prune.planner": "qlearning",
+                                    "train.train_iterations": 300, "device": "cpu"}).validate()
+    setup = Setup(config)
+    model = setup.model()
+    masks = pruning.ones_like(prunable_weights(model))
+    result = train(model, masks, setup.splits, config.train, setup.order, 0)
+    planner = PLANNERS["qlearning"](config)
+    seconds = []
+    with tempfile.TemporaryDirectory() as tmp:
+        from mdp_prune.models import layer_kinds
+
+        for round_ in range(3):  # the dense round, then two pruned ones
+            ctx = RoundContext(round_, model, {n: w.detach() for n, w in prunable_weights(model).items()}, masks,
+                               layer_kinds(model), setup.splits, result, TrainResult(**result.to_dict()), Path(tmp))
+            began = time.perf_counter()
+            planner.observe(ctx)
+            fractions = planner.propose(ctx)
+            masks = pruning.magnitude_prune(ctx.weights, masks, fractions)
+            seconds.append(time.perf_counter() - began)
+    preset_iterations = PRESETS[preset]["train.train_iterations"]
+    round_seconds = preset_iterations / engine_iterations_per_s
+    return {"preset": preset, "dataset": dataset, "episodes": config.qlearning.episodes,
+            "planner_seconds_per_round": statistics.median(seconds), "round_training_seconds": round_seconds,
+            "ratio_planner_to_training": statistics.median(seconds) / round_seconds}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mdp_prune.bench", description=__doc__)
     default_data = "fashion-mnist" if data.DEBIAN_FASHION_MNIST.is_dir() else "digits"
@@ -78,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     m = results["masked_loop"]
     print(f"masked training loop, LeNet-300-100, batch 60, {m['dataset']}: engine {m['engine_iterations_per_s']:.0f} "
           f"it/s, bare PyTorch {m['bare_iterations_per_s']:.0f} it/s, ratio {m['ratio_engine_to_bare']:.3f}")
+    results["planner"] = p = bench_planner(args.dataset, m["engine_iterations_per_s"])
+    print(f"Q-learning planner, {p['episodes']} episodes: {p['planner_seconds_per_round']:.2f} s per round against "
+          f"{p['round_training_seconds']:.1f} s of training per {p['preset']} round ({p['dataset']}), ratio "
+          f"{p['ratio_planner_to_training']:.3f}")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"written to {args.out / 'results.json'}")

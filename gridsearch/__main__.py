@@ -1,0 +1,5 @@
+import sys
+
+from gridsearch.cli import main
+
+sys.exit(main())

@@ -1,0 +1,76 @@
+"""`python -m gridsearch search|compare`: the grid search and the comparison report.
+
+    python -m gridsearch search  --grid small                       # make gridsearch
+    python -m gridsearch compare --grid small                       # make compare-baseline
+    python -m gridsearch compare --grid paper --dataset fashion-mnist --preset lenet --n-jobs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mdp_prune.cli import _Parser, _tuple_of
+from mdp_prune.config import PRESETS, ConfigError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m gridsearch", description="Grid search and comparison against the baselines.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, text in (("search", "run the grid and write grid.csv (validation figures only)"),
+                       ("compare", "grid search, selection on validation, every baseline, report.md")):
+        p = sub.add_parser(name, help=text, description=text)
+        p.add_argument("--grid", default="small", help="a built-in grid (small, paper) or a YAML/JSON file "
+                                                       "(default: small)")
+        p.add_argument("--dataset", default=None, help="override the grid's dataset")
+        p.add_argument("--preset", choices=sorted(PRESETS), default=None, help="the paper's recipe for a model")
+        p.add_argument("--seeds", type=_tuple_of(int), default=None, help="override the grid's seeds, e.g. 0,1,2")
+        p.add_argument("--rounds", type=int, default=None, help="override the grid's rounds")
+        p.add_argument("--data-dir", default=None, help="folder with the dataset files")
+        p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"], help="device (default: auto)")
+        p.add_argument("--n-jobs", type=int, default=os.cpu_count() or 1,
+                       help=f"parallel workers; torch threads per worker = cores / workers (default: {os.cpu_count()})")
+        p.add_argument("--backend", choices=["loky", "dask"], default="loky",
+                       help="loky: local processes; dask: a Dask distributed cluster (default: loky)")
+        p.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://HOST:8786")
+        p.add_argument("--out", type=Path, default=Path("results/compare"), help="folder (default: results/compare)")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from gridsearch.compare import compare, search
+    from gridsearch.grid import load_grid
+
+    try:
+        grid = load_grid(args.grid)
+        if args.seeds is not None:
+            grid = type(grid)(grid.name, grid.base, grid.params, list(args.seeds))
+        if args.n_jobs < 1:
+            raise ConfigError(f"--n-jobs must be at least 1, got {args.n_jobs}")
+        overrides: dict[str, Any] = {}
+        for key, value in (("train.dataset", args.dataset), ("rounds", args.rounds), ("data_dir", args.data_dir),
+                           ("device", args.device)):
+            if value is not None:
+                overrides[key] = value
+        grid.cells(overrides, args.preset)  # every cell validated before any work starts
+        common = dict(overrides=overrides, preset=args.preset, n_jobs=args.n_jobs, backend=args.backend,
+                      scheduler=args.scheduler, progress=not args.quiet)
+        if args.command == "search":
+            table = search(grid, args.out, **common)
+            done = int((table["status"] == "done").sum())
+            print(f"{done}/{len(table)} cells done; {args.out / 'grid.csv'}")
+            return 0 if done == len(table) else 1
+        print(compare(grid, args.out, **common))
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume", file=sys.stderr)
+        return 130
+    return 0

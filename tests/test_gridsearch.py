@@ -1,0 +1,121 @@
+import gzip
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from gridsearch.cli import main as grid_main
+from gridsearch.compare import COMPARISON_CSV, GRID_CSV, REPORT, compare, search, select
+from gridsearch.grid import load_grid
+from mdp_prune import paths
+
+TINY_BASE = {"train.model": "mlp", "train.hidden_sizes": [16], "train.train_iterations": 30,
+             "train.eval_every": 10, "train.batch_size": 32, "prune.planner": "qlearning",
+             "qlearning.budget": "lt", "qlearning.episodes": 15, "rounds": 2, "device": "cpu"}
+
+
+def _grid_file(tmp_path, params, seeds=(0, 1), base=None):
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump({"base": {**TINY_BASE, **(base or {})}, "params": params, "seeds": list(seeds)}))
+    return load_grid(str(path))
+
+
+def test_expansion_is_sorted_and_crossed_with_seeds(tmp_path):
+    grid = _grid_file(tmp_path, {"qlearning.gamma": [0.5, 0.9], "qlearning.alpha": [0.1, 0.2, 0.3]}, seeds=(0, 1))
+    cells = grid.cells()
+    assert len(cells) == 2 * 3 * 2
+    # sorted keys (alpha before gamma), the last key varying fastest, seeds innermost
+    assert [(c.params["qlearning.alpha"], c.params["qlearning.gamma"], c.seed) for c in cells[:5]] == [
+        (0.1, 0.5, 0), (0.1, 0.5, 1), (0.1, 0.9, 0), (0.1, 0.9, 1), (0.2, 0.5, 0)]
+    assert cells[3].config.qlearning.gamma == 0.9 and cells[3].config.train.seed == 1
+
+
+def test_builtin_grids_load_and_bad_grids_are_clear_errors(tmp_path, capsys):
+    assert len(load_grid("small").cells()) == 8 * 3
+    assert load_grid("paper").cells()[0].config.train.train_iterations == 50_000
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"params": {"qlearning.alfa": [0.1]}}))
+    assert grid_main(["search", "--grid", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "unknown configuration field" in capsys.readouterr().err
+    assert grid_main(["search", "--grid", "nonexistent", "--out", str(tmp_path / "o")]) == 2
+    assert not (tmp_path / "o").exists()
+
+
+def test_parallel_equals_serial_and_a_rerun_skips_finished_cells(tmp_path):
+    grid = _grid_file(tmp_path, {"qlearning.alpha": [0.1, 0.5]})
+    serial = search(grid, tmp_path / "serial", n_jobs=1, progress=False)
+    parallel = search(grid, tmp_path / "parallel", n_jobs=2, progress=False)
+    for a, b in zip(serial["run_dir"], parallel["run_dir"], strict=True):
+        ra = pd.read_csv(tmp_path / "serial" / a / paths.ROUNDS).drop(columns="seconds")
+        rb = pd.read_csv(tmp_path / "parallel" / b / paths.ROUNDS).drop(columns="seconds")
+        pd.testing.assert_frame_equal(ra, rb, check_exact=True)
+    stamps = {r: (tmp_path / "serial" / r / paths.ROUNDS).stat().st_mtime_ns for r in serial["run_dir"]}
+    again = search(grid, tmp_path / "serial", n_jobs=1, progress=False)
+    assert all((tmp_path / "serial" / r / paths.ROUNDS).stat().st_mtime_ns == t for r, t in stamps.items())
+    pd.testing.assert_frame_equal(serial, again)
+
+
+def test_interrupted_grid_resumes(tmp_path):
+    grid = _grid_file(tmp_path, {"qlearning.alpha": [0.1, 0.5]}, seeds=(0,))
+    from mdp_prune.imp import run_imp
+
+    first = grid.cells()[0].config
+    run_imp(first.replace(rounds=1), tmp_path / "out" / "runs", progress=False)  # a cell killed after round 1
+    table = search(grid, tmp_path / "out", n_jobs=1, progress=False)
+    assert (table["status"] == "done").all() and (table["rounds_done"] == 2).all()
+
+
+def test_a_failing_cell_is_recorded_and_the_others_finish(tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):
+        with gzip.open(broken / f"{name}.gz", "wb") as f:
+            f.write(b"not an idx file")
+    grid = _grid_file(tmp_path, {"train.dataset": ["digits", "fashion-mnist"]}, seeds=(0,),
+                      base={"data_dir": str(broken)})
+    table = search(grid, tmp_path / "out", n_jobs=2, progress=False)
+    assert table.set_index("train.dataset")["status"].to_dict() == {"digits": "done", "fashion-mnist": "failed"}
+    assert "cannot read IDX file" in table.set_index("train.dataset").loc["fashion-mnist", "error"]
+    assert (tmp_path / "out" / table["run_dir"].iloc[1] / paths.ERROR).is_file()
+
+
+def test_selection_uses_validation_only():
+    table = pd.DataFrame({"qlearning.alpha": [0.1, 0.1, 0.5, 0.5], "seed": [0, 1, 0, 1], "status": "done",
+                          "val_accuracy": [0.90, 0.92, 0.95, 0.93], "test_accuracy": [0.99, 0.99, 0.80, 0.80]})
+    assert select(table, ["qlearning.alpha"]) == {"qlearning.alpha": 0.5}
+    # a combination with a failed seed cannot be chosen
+    table.loc[2, "status"] = "failed"
+    assert select(table, ["qlearning.alpha"]) == {"qlearning.alpha": 0.1}
+
+
+def test_dask_local_cluster_runs_a_tiny_grid(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    grid = _grid_file(tmp_path, {"qlearning.alpha": [0.1, 0.5]}, seeds=(0,))
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", processes=True,
+                                  dashboard_address=None) as cluster:
+        table = search(grid, tmp_path / "out", n_jobs=2, backend="dask", scheduler=cluster.scheduler_address,
+                       progress=False)
+    assert (table["status"] == "done").all() and len(table) == 2
+
+
+def test_report_numbers_equal_the_runs_tables(tmp_path):
+    grid = _grid_file(tmp_path, {"qlearning.alpha": [0.1, 0.5]})
+    report = compare(grid, tmp_path / "cmp", n_jobs=2, progress=False, baselines=("lt", "global"))
+    out = tmp_path / "cmp"
+    frame = pd.read_csv(out / COMPARISON_CSV)
+    assert set(frame["method"]) == {"qlearning", "qlearning-free", "lt", "global", "reinit"}
+    assert (out / GRID_CSV).is_file() and "test_accuracy" not in pd.read_csv(out / GRID_CSV).columns
+    for (method, seed), g in frame.groupby(["method", "seed"]):
+        if method == "reinit":
+            continue
+        rounds = pd.read_csv(out / g["run_dir"].iloc[0] / paths.ROUNDS)
+        assert np.allclose(g.sort_values("round")["test_accuracy"].to_numpy(), rounds["test_accuracy"].to_numpy())
+    text = report.read_text()
+    lt2 = frame[(frame["method"] == "lt") & (frame["round"] == 2)]["test_accuracy"] * 100
+    expected = f"{lt2.mean():.2f} ± {lt2.std(ddof=1):.2f}"
+    row = next(line for line in text.splitlines() if re.match(r"\| 2 \|", line))
+    assert expected in row
+    assert all((out / "figures" / f"{n}.png").is_file() for n in ("accuracy_vs_remaining", "grid_heatmaps"))
