@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://HOST:8786")
         p.add_argument("--out", type=Path, default=Path("results/compare"), help="folder (default: results/compare)")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
+    summary = sub.add_parser("summarize", help="markdown table of run folders by method (mean ± std over seeds)")
+    summary.add_argument("run_dirs", type=Path, nargs="+", help="run folders")
+    summary.add_argument("--rounds", type=_tuple_of(int), default=None, help="rounds to show (default: all)")
     return parser
 
 
@@ -48,6 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from gridsearch.grid import load_grid
 
     try:
+        if args.command == "summarize":
+            from gridsearch.summarize import summarize
+
+            print(summarize(args.run_dirs, args.rounds))
+            return 0
         grid = load_grid(args.grid)
         if args.seeds is not None:
             grid = type(grid)(grid.name, grid.base, grid.params, list(args.seeds))

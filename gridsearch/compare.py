@@ -230,6 +230,8 @@ def write_report(out: Path, frame: pd.DataFrame, table: pd.DataFrame, best: dict
               "accuracy there (mean ± std over seeds; seeds that never reach it are counted in the last column).", ""]
     reach = []
     for m in methods:
+        if m == "reinit":  # a control retrains single tickets: it has no pruning trajectory of its own
+            continue
         hits = []
         for _, g in frame[frame["method"] == m].groupby("seed"):
             hit = g[g["weights_remaining"] <= target + 1e-9]

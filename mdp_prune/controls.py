@@ -15,7 +15,7 @@ import torch
 
 from mdp_prune import paths, pruning, store
 from mdp_prune.config import ConfigError, RunConfig
-from mdp_prune.imp import Setup, _row
+from mdp_prune.imp import Setup, round_row
 from mdp_prune.models import prunable_weights
 from mdp_prune.training import derive_seed
 
@@ -53,6 +53,6 @@ def run_control(run: Path, kind: str, rounds: list[int] | None = None, progress:
         assert set(masks) == set(prunable_weights(model))
         began = time.perf_counter()
         result = setup.train(model, masks, k, f"{kind} round {r}", progress)
-        row = _row(r, masks, result, config.train.train_iterations - k, time.perf_counter() - began)
+        row = round_row(r, masks, result, config.train.train_iterations - k, time.perf_counter() - began)
         store.append_csv(out, [row])
     return out

@@ -76,7 +76,7 @@ def dense_round(setup: Setup, out: Path, progress: bool) -> dict[str, Any]:
     return dense
 
 
-def _row(round_: int, masks: dict[str, torch.Tensor], result: TrainResult, iterations: int,
+def round_row(round_: int, masks: dict[str, torch.Tensor], result: TrainResult, iterations: int,
          seconds: float) -> dict[str, Any]:
     overall, per_layer = pruning.remaining(masks)
     row = {"round": round_, "weights_remaining": overall, "test_accuracy": result.test_accuracy,
@@ -162,7 +162,7 @@ def run_imp(config: RunConfig, out: Path | str = "results", progress: bool = Tru
             store.append_csv(run / paths.PLANS, [{"round": r, "train_seconds": train_seconds,
                                                   "plan_seconds": plan_seconds,
                                                   **{f"fraction:{n}": f for n, f in fractions.items()}}])
-            row = _row(r, masks, result, iterations, seconds)
+            row = round_row(r, masks, result, iterations, seconds)
             store.append_csv(run / paths.ROUNDS, [row])  # the commit point of round r
             export_ticket(run, r)
             _write_summary(run, config, row, dense_result)
