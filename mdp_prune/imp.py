@@ -113,6 +113,9 @@ def run_imp(config: RunConfig, out: Path | str = "results", progress: bool = Tru
         masks = {n: m.to(setup.device) for n, m in store.load_torch(paths.masks_file(run, done)).items()}
         if set(masks) != set(weights):
             raise ConfigError(f"{paths.masks_file(run, done)} does not match the model's layers")
+        previous = store.load_torch(paths.masks_file(run, done - 1)) if done > 1 else pruning.ones_like(weights)
+        if _unchanged(masks, previous):
+            return run  # stopped earlier on a plan that pruned nothing
     if done > 0 or paths.planner_state_file(run, 0).is_file():
         planner.load_state_dict(store.load_torch(paths.planner_state_file(run, done)))
 
@@ -168,10 +171,17 @@ def run_imp(config: RunConfig, out: Path | str = "results", progress: bool = Tru
             _write_summary(run, config, row, dense_result)
             bar.update(1)
             bar.set_postfix(remaining=f"{row['weights_remaining']:.3f}", test=f"{result.test_accuracy:.4f}")
-            masks = next_masks
             if target > 0 and row["weights_remaining"] <= target:
                 break
+            if _unchanged(next_masks, masks):
+                break  # training is deterministic: every later round would repeat this one
+            masks = next_masks
     return run
+
+
+def _unchanged(new: dict[str, torch.Tensor], old: dict[str, torch.Tensor] | None) -> bool:
+    """True when a plan pruned nothing."""
+    return old is not None and all(torch.equal(new[n].cpu(), old[n].cpu()) for n in new)
 
 
 def _write_summary(run: Path, config: RunConfig, last: dict[str, Any], dense: TrainResult) -> None:

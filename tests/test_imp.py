@@ -135,3 +135,14 @@ def test_controls_train_at_the_tickets_densities(tmp_path, tiny):
             assert rows.loc[r, "remaining:fc1"] == pytest.approx(ticket.loc[r, "remaining:fc1"], abs=1e-3)
         again = run_control(run, kind, [1, 3], progress=False)  # finished rounds are skipped
         assert len(pd.read_csv(again)) == 2
+
+
+def test_a_plan_that_prunes_nothing_ends_the_run(tmp_path, tiny):
+    config = tiny(**{"prune.prune_fc": 0.2, "prune.prune_output": 0.0}, rounds=2)
+    run = run_imp(config, tmp_path, progress=False)
+    assert len(pd.read_csv(run / paths.ROUNDS)) == 3
+    frozen = tiny(**{"prune.prune_fc": 0.0, "prune.prune_output": 0.0}, rounds=4)
+    run = run_imp(frozen, tmp_path, progress=False)
+    assert len(pd.read_csv(run / paths.ROUNDS)) == 1  # round 0's plan pruned nothing
+    run_imp(frozen.replace(rounds=6), tmp_path, progress=False)
+    assert len(pd.read_csv(run / paths.ROUNDS)) == 1
