@@ -42,5 +42,8 @@ gridsearch: $(STAMP)  ## Q-learning hyperparameter grid -> $(OUT)/grid.csv
 compare-baseline: $(STAMP)  ## grid, selection on validation, every baseline -> $(OUT)/report.md
 	$(PY) -m gridsearch compare $(GRID_ARGS)
 
+notebooks: $(STAMP)  ## execute the notebooks on $(OUT) -> notebooks/_build/ (HTML, executed copies, PNGs)
+	$(PY) notebooks/run.py --results $(OUT) --out notebooks/_build
+
 clean:
 	rm -rf bench .pytest_cache .ruff_cache

@@ -29,7 +29,7 @@ from matplotlib.patches import Rectangle
 from mdp_prune import paths
 
 # Methods of the comparison in a fixed order, each with a fixed colour in every figure.
-METHODS = ("qlearning", "lt", "global", "random", "lamp", "erk", "reinit", "random-prune")
+METHODS = ("qlearning", "lt", "global", "random", "lamp", "erk", "reinit", "random-prune", "qlearning-free")
 _PALETTE = ("#d62728", "#1f77b4", "#2ca02c", "#7f7f7f", "#9467bd", "#8c564b", "#ff7f0e", "#e377c2",
             "#17becf", "#bcbd22")
 
@@ -243,7 +243,8 @@ def _versus_remaining(frame: pd.DataFrame, metric: str, reference: float | None,
         color = method_color(method)
         ax.plot(x, mean, marker="o", markersize=4, lw=1.8, color=color,
                 label=f"{method} ({seeds} seed{'s' if seeds != 1 else ''})")
-        ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.18, lw=0)
+        upper = np.minimum(mean + std, 100.0) if metric in PERCENT_METRICS else mean + std  # no accuracy above 100 %
+        ax.fill_between(x, mean - std, upper, color=color, alpha=0.18, lw=0)
     if reference is not None and np.isfinite(reference):
         ax.axhline(reference * scale, ls="--", lw=1.2, color="black",
                    label=f"{reference_label} ({reference * scale:.1f}{' %' if scale == 100 else ''})")
