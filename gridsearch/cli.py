@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mdp_prune.cli import _Parser, _tuple_of
+from mdp_prune.cli import _Parser, _tuple_of, guarded
 from mdp_prune.config import PRESETS, ConfigError
 
 
@@ -47,38 +46,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    return guarded(lambda: _dispatch(args))
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     from gridsearch.compare import compare, search
     from gridsearch.grid import load_grid
 
-    try:
-        if args.command == "summarize":
-            from gridsearch.summarize import summarize
+    if args.command == "summarize":
+        from gridsearch.summarize import summarize
 
-            print(summarize(args.run_dirs, args.rounds))
-            return 0
-        grid = load_grid(args.grid)
-        if args.seeds is not None:
-            grid = type(grid)(grid.name, grid.base, grid.params, list(args.seeds))
-        if args.n_jobs < 1:
-            raise ConfigError(f"--n-jobs must be at least 1, got {args.n_jobs}")
-        overrides: dict[str, Any] = {}
-        for key, value in (("train.dataset", args.dataset), ("rounds", args.rounds), ("data_dir", args.data_dir),
-                           ("device", args.device)):
-            if value is not None:
-                overrides[key] = value
-        grid.cells(overrides, args.preset)  # every cell validated before any work starts
-        common = dict(overrides=overrides, preset=args.preset, n_jobs=args.n_jobs, backend=args.backend,
-                      scheduler=args.scheduler, progress=not args.quiet)
-        if args.command == "search":
-            table = search(grid, args.out, **common)
-            done = int((table["status"] == "done").sum())
-            print(f"{done}/{len(table)} cells done; {args.out / 'grid.csv'}")
-            return 0 if done == len(table) else 1
-        print(compare(grid, args.out, **common))
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: rerun the same command to resume", file=sys.stderr)
-        return 130
+        print(summarize(args.run_dirs, args.rounds))
+        return 0
+    grid = load_grid(args.grid)
+    if args.seeds is not None:
+        grid = type(grid)(grid.name, grid.base, grid.params, list(args.seeds))
+    if args.n_jobs < 1:
+        raise ConfigError(f"--n-jobs must be at least 1, got {args.n_jobs}")
+    overrides: dict[str, Any] = {}
+    for key, value in (("train.dataset", args.dataset), ("rounds", args.rounds), ("data_dir", args.data_dir),
+                       ("device", args.device)):
+        if value is not None:
+            overrides[key] = value
+    grid.cells(overrides, args.preset)  # every cell validated before any work starts
+    common = dict(overrides=overrides, preset=args.preset, n_jobs=args.n_jobs, backend=args.backend,
+                  scheduler=args.scheduler, progress=not args.quiet)
+    if args.command == "search":
+        table = search(grid, args.out, **common)
+        done = int((table["status"] == "done").sum())
+        print(f"{done}/{len(table)} cells done; {args.out / 'grid.csv'}")
+        return 0 if done == len(table) else 1
+    print(compare(grid, args.out, **common))
     return 0

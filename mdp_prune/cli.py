@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -128,41 +128,49 @@ def _run_dir(path: Path) -> Path:
     return path
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def guarded(action: Callable[[], int | None]) -> int:
+    """Run a command: a user mistake is one line on stderr and exit code 2, an interruption exit code 130."""
     try:
-        if args.command == "run":
-            from mdp_prune.imp import run_imp
-
-            config = config_from_args(args)
-            run = run_imp(config, args.out, progress=not args.quiet)
-            print(run)
-        elif args.command == "control":
-            from mdp_prune.controls import run_control
-
-            print(run_control(_run_dir(args.run_dir), args.kind, args.rounds, progress=not args.quiet))
-        elif args.command == "export":
-            from mdp_prune import paths, store
-            from mdp_prune.imp import export_ticket
-
-            run = _run_dir(args.run_dir)
-            rounds = store.read_csv(run / paths.ROUNDS)
-            last = int(rounds["round"].iloc[-1])
-            round_ = last if args.round is None else args.round
-            if not 0 <= round_ <= last:
-                raise ConfigError(f"--round must be between 0 and {last}, got {round_}")
-            print(export_ticket(run, round_, args.output))
-        elif args.command == "proxy-check":
-            from mdp_prune.proxy_check import PROXY_CHECK, proxy_check
-
-            run = _run_dir(args.run_dir)
-            rho, p, frame = proxy_check(run, args.plans, progress=not args.quiet)
-            print(f"Spearman rho = {rho:.3f} (p = {p:.3g}) between proxy and retrained validation accuracy "
-                  f"over {len(frame)} plans; table in {run / PROXY_CHECK}")
+        return action() or 0
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to resume", file=sys.stderr)
         return 130
-    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return guarded(lambda: _dispatch(args))
+
+
+def _dispatch(args: argparse.Namespace) -> None:
+    if args.command == "run":
+        from mdp_prune.imp import run_imp
+
+        config = config_from_args(args)
+        run = run_imp(config, args.out, progress=not args.quiet)
+        print(run)
+    elif args.command == "control":
+        from mdp_prune.controls import run_control
+
+        print(run_control(_run_dir(args.run_dir), args.kind, args.rounds, progress=not args.quiet))
+    elif args.command == "export":
+        from mdp_prune import paths, store
+        from mdp_prune.imp import export_ticket
+
+        run = _run_dir(args.run_dir)
+        rounds = store.read_csv(run / paths.ROUNDS)
+        last = int(rounds["round"].iloc[-1])
+        round_ = last if args.round is None else args.round
+        if not 0 <= round_ <= last:
+            raise ConfigError(f"--round must be between 0 and {last}, got {round_}")
+        print(export_ticket(run, round_, args.output))
+    elif args.command == "proxy-check":
+        from mdp_prune.proxy_check import PROXY_CHECK, proxy_check
+
+        run = _run_dir(args.run_dir)
+        rho, p, frame = proxy_check(run, args.plans, progress=not args.quiet)
+        print(f"Spearman rho = {rho:.3f} (p = {p:.3g}) between proxy and retrained validation accuracy "
+              f"over {len(frame)} plans; table in {run / PROXY_CHECK}")
