@@ -161,8 +161,8 @@ def run_imp(config: RunConfig, out: Path | str = "results", progress: bool = Tru
 
             store.save_torch(paths.masks_file(run, r + 1), {n: m.cpu() for n, m in next_masks.items()})
             store.save_torch(paths.planner_state_file(run, r + 1), planner.state_dict())
-            store.append_csv(run / paths.CURVES, [{"round": r, **c} for c in result.curve])
-            store.append_csv(run / paths.PLANS, [{"round": r, "train_seconds": train_seconds,
+            store.replace_round(run / paths.CURVES, r, [{"round": r, **c} for c in result.curve])
+            store.replace_round(run / paths.PLANS, r, [{"round": r, "train_seconds": train_seconds,
                                                   "plan_seconds": plan_seconds,
                                                   **{f"fraction:{n}": f for n, f in fractions.items()}}])
             row = round_row(r, masks, result, iterations, seconds)

@@ -201,6 +201,11 @@ def _remaining_axis(ax: Axes, xs_percent: Sequence[float]) -> None:
     for x in xs:
         if not ticks or math.log10(ticks[-1] / x) >= gap:
             ticks.append(x)
+    if ticks[-1] != lo:  # always label the sparsest level reached, in place of a neighbour too close to it
+        if len(ticks) > 1 and math.log10(ticks[-1] / lo) < gap:
+            ticks[-1] = lo
+        else:
+            ticks.append(lo)
     ax.xaxis.set_major_locator(ticker.FixedLocator(ticks))
     ax.xaxis.set_major_formatter(ticker.FixedFormatter([_pct(t) for t in ticks]))
     ax.xaxis.set_minor_locator(ticker.NullLocator())
@@ -339,6 +344,10 @@ def training_curves(curves: pd.DataFrame, rounds: Sequence[int] | pd.DataFrame |
             handles.append(Line2D([], [], marker="o", ls="", color="grey", markeredgecolor="black",
                                   label="early stop (min. val. loss)"))
         ax.legend(handles=handles, fontsize=8, loc="lower right")
+        later = data.loc[data["iteration"] > data["iteration"].min(), metric].dropna() * scale
+        if len(later) and later.max() > later.min():  # zoom on training after the first evaluation
+            span = later.max() - later.min()
+            ax.set_ylim(later.min() - 0.08 * span, later.max() + 0.05 * span)
         ax.set_xlabel("Training iteration (optimizer steps)")
         ax.set_ylabel(_label(metric))
         ax.set_title(f"{method}" if method is not None else "Training curves by round")
@@ -387,10 +396,13 @@ def q_convergence(qlog: pd.DataFrame, title: str | None = None) -> Figure:
     ax_dq.set_title("Size of the Q-value updates (zero updates not shown)")
     ax_dq.legend(fontsize=8, loc="lower left")
 
-    window = max(1, int(log.groupby("round")["episode"].size().median()) // 20)
-    smooth = log.groupby("round", sort=False)["return"].transform(lambda s: s.rolling(window, min_periods=1).mean())
-    ax_ret.plot(log["step"], log["return"], lw=0.5, color="#7f7f7f", alpha=0.6, label="return of the episode")
-    ax_ret.plot(log["step"], smooth, lw=1.5, color="#2ca02c", label=f"moving mean ({window} episodes)")
+    per_round = int(log.groupby("round")["episode"].size().median())
+    window = min(per_round, max(5, per_round // 20))
+    ax_ret.plot(log["step"], log["return"], lw=0.6, color="#7f7f7f", alpha=0.7, label="return of each episode")
+    if window > 1:
+        smooth = log.groupby("round", sort=False)["return"].transform(
+            lambda s: s.rolling(window, min_periods=1).mean())
+        ax_ret.plot(log["step"], smooth, lw=1.6, color="#2ca02c", label=f"moving mean ({window} episodes)")
     ax_ret.set_ylabel("Return (sum of rewards)")
     ax_ret.set_title("Episode return (exploratory episodes included)")
     ax_ret.legend(fontsize=8, loc="lower right")
@@ -436,7 +448,7 @@ def greedy_plans(frame: pd.DataFrame, layers: Sequence[str] | None = None, title
     plan per round) or plans.csv (the fractions committed, after budget matching; any planner).
     """
     matrix, rounds, names = _plan_matrix(frame, layers)
-    fig = _new_figure(2.4 + 1.3 * len(names), 1.6 + 0.32 * len(rounds))
+    fig = _new_figure(max(6.5, 3.0 + 1.2 * len(names)), max(3.6, 1.8 + 0.3 * len(rounds)))
     ax = fig.add_subplot()
     vmax = max(0.5, float(np.nanmax(matrix)) if np.isfinite(matrix).any() else 0.5) * 100
     image = ax.imshow(matrix * 100, cmap="YlOrRd", vmin=0, vmax=vmax, aspect="auto")
@@ -447,9 +459,9 @@ def greedy_plans(frame: pd.DataFrame, layers: Sequence[str] | None = None, title
     ax.set_xticks(range(len(names)), names)
     ax.set_yticks(range(len(rounds)), [str(r) for r in rounds])
     ax.set_xlabel("Prunable layer (input → output)")
-    ax.set_ylabel("Round whose trained weights are pruned")
+    ax.set_ylabel("Round (plan made after its training)")
     ax.set_title(title or "Plan per round: % of each layer's remaining weights pruned")
-    fig.colorbar(image, ax=ax, label="Pruned (% of the layer's remaining weights)", shrink=0.9)
+    fig.colorbar(image, ax=ax, label="Pruned (% of remaining)", shrink=0.9)
     return fig
 
 
@@ -478,8 +490,8 @@ def _state_panels(matrix: np.ndarray, visits: np.ndarray, space_sizes: Sequence[
     names = list(layers) if layers is not None and len(layers) == n_layers else [f"layer {i}" for i in
                                                                                  range(n_layers)]
     per_layer = [_state_rows(visits, space_sizes, layer) for layer in range(n_layers)]
-    heights = [max(1, len(r)) for r in per_layer]
-    fig = _new_figure(3.6 + 0.75 * len(actions), 1.4 + 0.3 * sum(heights) + 0.9 * n_layers)
+    heights = [max(3, len(r)) for r in per_layer]
+    fig = _new_figure(3.6 + 0.75 * len(actions), 1.4 + 0.27 * sum(heights) + 0.9 * n_layers)
     axes = fig.subplots(n_layers, 1, squeeze=False, height_ratios=heights).ravel()
     visited = visits > 0
     if kind == "q":
@@ -487,14 +499,16 @@ def _state_panels(matrix: np.ndarray, visits: np.ndarray, space_sizes: Sequence[
         norm: mcolors.Normalize = mcolors.Normalize(float(shown.min()), float(shown.max()) or 1.0)
         cmap, clabel = "viridis", "Q(s, a): expected return (reward units)"
     else:
-        norm = mcolors.LogNorm(1, max(2, int(matrix.max())))
-        cmap, clabel = "magma_r", "Visits N(s, a) (count, log scale)"
+        top = max(2, int(matrix.max()))
+        norm = mcolors.LogNorm(1, top) if top > 20 else mcolors.Normalize(0, top)
+        cmap = mcolors.LinearSegmentedColormap.from_list("visits", ["#c6dbef", "#4292c6", "#08306b"])
+        clabel = "Visits N(s, a) (count" + (", log scale)" if top > 20 else ")")
     image = None
     greedy = np.argmax(matrix, axis=1) if kind == "q" else None  # the planner's tie rule: lowest index
     for ax, rows, name, layer in zip(axes, per_layer, names, range(n_layers), strict=True):
         ax.set_xticks(range(len(actions)), [f"{a * 100:g}" for a in actions])
         ax.set_xlabel("Action: prune % of the layer's remaining weights")
-        ax.set_ylabel("State: accuracy drop | weights remaining", fontsize=8)
+        ax.set_ylabel("State", fontsize=9)
         if not rows:
             ax.set_yticks([])
             ax.text(0.5, 0.5, "no visited states", transform=ax.transAxes, ha="center", va="center")
@@ -503,7 +517,7 @@ def _state_panels(matrix: np.ndarray, visits: np.ndarray, space_sizes: Sequence[
         states = [s for s, _, _ in rows]
         data = np.ma.masked_where(~visited[states], matrix[states].astype(float))
         image = ax.imshow(data, cmap=cmap, norm=norm, aspect="auto", interpolation="nearest")
-        ax.set_facecolor("#e6e6e6")
+        ax.set_facecolor("#f2f2f2")
         ax.set_yticks(range(len(rows)), [f"drop {accuracy_labels[a]} | rem. {sparsity_labels[s]}"
                                          for _, a, s in rows], fontsize=8)
         annotate = len(rows) * len(actions) <= 240
@@ -526,8 +540,12 @@ def _state_panels(matrix: np.ndarray, visits: np.ndarray, space_sizes: Sequence[
         ax.set_title(f"Layer {layer} ({name}): {len(rows)} visited states, {pairs} of "
                      f"{len(rows) * len(actions)} of their actions tried", fontsize=10)
     if image is not None:
-        fig.colorbar(image, ax=list(axes), label=clabel, shrink=0.8, aspect=30)
-    fig.suptitle(title)
+        bar = fig.colorbar(image, ax=list(axes), label=clabel, shrink=0.8, aspect=30)
+        if kind != "q":
+            bar.ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            bar.ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+    fig.suptitle(f"{title}\nRows: proxy-accuracy drop bucket | weights-remaining bucket (fraction); "
+                 "grey '·': never tried", fontsize=10)
     return fig
 
 
@@ -591,14 +609,15 @@ def grid_heatmaps(grid: pd.DataFrame, score: str = "val_accuracy", title: str | 
     (`qlearning.epsilon_end` if it varies, else `qlearning.epsilon`). Failed cells are left out; the best cell
     is outlined."""
     ok, n_failed = _successful(grid, score)
-    ok = ok.copy()
+    ok, everything = ok.copy(), grid.copy()
     alpha, gamma = "qlearning.alpha", "qlearning.gamma"
     eps = "qlearning.epsilon_end"
     if eps not in ok.columns or ok[eps].nunique() <= 1:
         eps = "qlearning.epsilon"
     for column in (alpha, gamma, eps):
         if column not in ok.columns:
-            ok[column] = "default"
+            ok[column] = everything[column] = "default"
+    tried = set(everything[[eps, gamma, alpha]].itertuples(index=False, name=None))
     scale = _scale(score)
     eps_values = sorted(ok[eps].unique(), key=str) if ok[eps].dtype == object else sorted(ok[eps].unique())
     a_values, g_values = sorted(ok[alpha].unique()), sorted(ok[gamma].unique())
@@ -625,6 +644,9 @@ def grid_heatmaps(grid: pd.DataFrame, score: str = "val_accuracy", title: str | 
                         color="white" if (m - vmin) / (vmax - vmin) < 0.45 else "black")
                 if (e, g, a) == best:
                     ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="#ff2020", lw=2.2))
+            else:
+                ax.text(j, i, "failed" if (e, g, a) in tried else "not run", ha="center", va="center", fontsize=8,
+                        color="#505050")
         image = ax.imshow(np.ma.masked_invalid(mean), cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto",
                           origin="lower")
         ax.set_facecolor("#e6e6e6")

@@ -160,7 +160,10 @@ class QLearningPlanner(Planner):
         fractions = {n: self.config.prune.actions[a] for n, a in zip(evaluator.names, plan, strict=True)}
         if self.q.budget == "lt":
             kept = dict(zip(evaluator.names, evaluator.kept, strict=True))
-            fractions = match_budget(fractions, kept, sum(evaluator.kept) - self._lt_remaining(ctx))
+            # The correction stays within the action set: a greedy plan that prunes one layer only must not put
+            # the whole round's budget on that layer.
+            fractions = match_budget(fractions, kept, sum(evaluator.kept) - self._lt_remaining(ctx),
+                                     max_fraction=max(self.config.prune.actions))
         self.committed = transitions
         self.committed_sparsity = 1.0 - sum(
             k - min(k, int(round(fractions[n] * k))) for n, k in zip(evaluator.names, evaluator.kept, strict=True)
@@ -173,11 +176,7 @@ class QLearningPlanner(Planner):
         run, table = ctx.run_dir, self.agent.table  # type: ignore[union-attr]
         visited = table.visits.sum(1) > 0
         changed = int(np.sum(visited & (np.argmax(before, 1) != np.argmax(table.values, 1))))
-        old = store.read_csv(run / paths.QLEARNING_LOG)
-        if not old.empty:
-            old = old[old["round"] != ctx.round]  # a resumed round replaces its partial log
-        frame = [*old.to_dict("records"), *logs] if not old.empty else logs
-        store.write_csv(run / paths.QLEARNING_LOG, frame)
+        store.replace_round(run / paths.QLEARNING_LOG, ctx.round, logs)
         table.save(paths.qtable_file(run, ctx.round))
         last = logs[-max(1, len(logs) // 10):]
         summary = {"round": ctx.round, "episodes": len(logs), "greedy_return": greedy_return,
@@ -189,9 +188,7 @@ class QLearningPlanner(Planner):
                    "state_action_pairs": int(table.visits.size), "proxy_evaluations": evaluator.evaluations,
                    "proxy_lookups": evaluator.lookups, "reference_proxy_accuracy": env.reference_accuracy,
                    "target_sparsity": env.target_sparsity, "seconds": seconds}
-        old_rounds = store.read_csv(run / paths.QLEARNING_ROUNDS)
-        rows = [] if old_rounds.empty else old_rounds[old_rounds["round"] != ctx.round].to_dict("records")
-        store.write_csv(run / paths.QLEARNING_ROUNDS, [*rows, summary])
+        store.replace_round(run / paths.QLEARNING_ROUNDS, ctx.round, [summary])
 
     # -- checkpointing ---------------------------------------------------------------------------------------
 

@@ -83,3 +83,12 @@ def append_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     old = read_csv(path)
     new = pd.DataFrame(list(rows))
     write_csv(path, new if old.empty else pd.concat([old, new], ignore_index=True))
+
+
+def replace_round(path: Path, round_: int, rows: Sequence[dict[str, Any]]) -> None:
+    """Write a round's rows into a per-round table, replacing rows a killed attempt at the round left there."""
+    old = read_csv(path)
+    if not old.empty:
+        old = old[old["round"] != round_]
+    new = pd.DataFrame(list(rows))
+    write_csv(path, new if old.empty else pd.concat([old, new], ignore_index=True))

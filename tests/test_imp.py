@@ -146,3 +146,24 @@ def test_a_plan_that_prunes_nothing_ends_the_run(tmp_path, tiny):
     assert len(pd.read_csv(run / paths.ROUNDS)) == 1  # round 0's plan pruned nothing
     run_imp(frozen.replace(rounds=6), tmp_path, progress=False)
     assert len(pd.read_csv(run / paths.ROUNDS)) == 1
+
+
+def test_a_kill_just_before_the_commit_leaves_no_duplicate_rows(tmp_path, tiny, monkeypatch):
+    full = run_imp(tiny(), tmp_path / "full", progress=False)
+    real_append = store.append_csv
+
+    def crash_on_round_2(path, rows):
+        if path.name == paths.ROUNDS and rows[0]["round"] == 2:
+            raise KeyboardInterrupt
+        real_append(path, rows)
+
+    monkeypatch.setattr(store, "append_csv", crash_on_round_2)
+    with pytest.raises(KeyboardInterrupt):
+        run_imp(tiny(), tmp_path / "resumed", progress=False)
+    monkeypatch.setattr(store, "append_csv", real_append)
+    resumed = run_imp(tiny(), tmp_path / "resumed", progress=False)
+    for name in (paths.CURVES, paths.PLANS):
+        a = pd.read_csv(full / name).drop(columns=["train_seconds", "plan_seconds"], errors="ignore")
+        b = pd.read_csv(resumed / name).drop(columns=["train_seconds", "plan_seconds"], errors="ignore")
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+    pd.testing.assert_frame_equal(_rounds(full), _rounds(resumed), check_exact=True)

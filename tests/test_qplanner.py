@@ -112,6 +112,9 @@ def test_match_budget_removes_exactly_the_budget_and_keeps_the_allocation():
     assert sum(counts.values()) == 300 and counts["c"] == 0 and counts["a"] == 4 * counts["b"]
     capped = match_budget({"a": 0.0, "b": 0.5, "c": 0.0}, kept, budget=600)
     assert sum(round(capped[n] * kept[n]) for n in kept) == 600 and capped["b"] < 1
+    one_layer = match_budget({"a": 0.0, "b": 0.1, "c": 0.0}, kept, budget=400, max_fraction=0.5)
+    counts = {n: round(one_layer[n] * kept[n]) for n in kept}
+    assert sum(counts.values()) == 400 and max(one_layer.values()) <= 0.5 and counts["b"] == 250
     zero = match_budget({}, kept, budget=151)
     assert sum(round(zero[n] * kept[n]) for n in kept) == 151
 
