@@ -238,7 +238,7 @@ def _versus_remaining(frame: pd.DataFrame, metric: str, reference: float | None,
             raise ValueError(f"the table has no column {column!r} (columns: {', '.join(map(str, frame.columns))})")
     scale = _scale(metric)
     agg = aggregate_by_round(frame, metric)
-    fig = _new_figure(8.5, 5.2)
+    fig = _new_figure(10.0, 5.2)
     ax = fig.add_subplot()
     for method in _ordered_methods(agg["method"].unique()):
         rows = agg[agg["method"] == method]
@@ -258,7 +258,8 @@ def _versus_remaining(frame: pd.DataFrame, metric: str, reference: float | None,
     ax.set_ylabel(ylabel or _label(metric))
     ax.set_title(title)
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(loc="best", fontsize=9, title="mean ± std over seeds", title_fontsize=9)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, title="mean ± std over seeds",
+              title_fontsize=9, frameon=False)
     return fig
 
 
@@ -343,16 +344,22 @@ def training_curves(curves: pd.DataFrame, rounds: Sequence[int] | pd.DataFrame |
         if "val_loss" in data.columns:
             handles.append(Line2D([], [], marker="o", ls="", color="grey", markeredgecolor="black",
                                   label="early stop (min. val. loss)"))
-        ax.legend(handles=handles, fontsize=8, loc="lower right")
-        later = data.loc[data["iteration"] > data["iteration"].min(), metric].dropna() * scale
-        if len(later) and later.max() > later.min():  # zoom on training after the first evaluation
-            span = later.max() - later.min()
-            ax.set_ylim(later.min() - 0.08 * span, later.max() + 0.05 * span)
+        ax.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2,
+                  frameon=False)
+        if data.groupby("round")["iteration"].size().min() >= 10:  # long runs: zoom past the first 10 % of training
+            later = data.loc[data["iteration"] >= 0.1 * data["iteration"].max(), metric].dropna() * scale
+            if len(later) and later.max() > later.min():
+                span = later.max() - later.min()
+                ax.set_ylim(later.min() - 0.08 * span, later.max() + 0.05 * span)
         ax.set_xlabel("Training iteration (optimizer steps)")
         ax.set_ylabel(_label(metric))
-        ax.set_title(f"{method}" if method is not None else "Training curves by round")
+        ax.set_title(str(method))
         ax.grid(True, alpha=0.3)
-    fig.suptitle(title or f"{_label(metric).split(' (')[0]} during training, by pruning round")
+    title = title or f"{_label(metric).split(' (')[0]} during training, by pruning round"
+    if methods == [None]:
+        axes[0].set_title(title)
+    else:
+        fig.suptitle(title)
     return fig
 
 
@@ -496,7 +503,8 @@ def _state_panels(matrix: np.ndarray, visits: np.ndarray, space_sizes: Sequence[
     visited = visits > 0
     if kind == "q":
         shown = matrix[visited] if visited.any() else np.zeros(1)
-        norm: mcolors.Normalize = mcolors.Normalize(float(shown.min()), float(shown.max()) or 1.0)
+        low, high = float(shown.min()), float(shown.max())
+        norm: mcolors.Normalize = mcolors.Normalize(low, high if high > low else low + 1.0)
         cmap, clabel = "viridis", "Q(s, a): expected return (reward units)"
     else:
         top = max(2, int(matrix.max()))
