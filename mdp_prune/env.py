@@ -127,11 +127,6 @@ class PruningEnv(gym.Env):
         return self.space.index((len(plan), self.accuracy_bucket(drop),
                                  self.sparsity_bucket(self.evaluator.remaining(plan))))
 
-    def describe(self, state: int) -> str:
-        layer, acc, sparsity = self.space.unravel(state)
-        return (f"layer {layer}, drop {self.accuracy_bucket.label(acc)}, "
-                f"remaining {self.sparsity_bucket.label(sparsity)}")
-
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[int, dict]:
         super().reset(seed=seed)
         self.plan = ()

@@ -19,9 +19,7 @@ from mdp_prune.config import RunConfig
 from mdp_prune.env import ProxyEvaluator, PruningEnv, greedy_rollout, purl_reward
 from mdp_prune.planners import Planner, RoundContext
 from mdp_prune.training import derive_seed
-from qtable import QLearningAgent, QTable, make_schedule
-
-LOG_COLUMNS = ["round", "episode", "epsilon", "alpha", "return", "max_abs_dq", "mean_abs_dq", "greedy_plan"]
+from qtable import QLearningAgent, make_schedule
 
 
 class _PerRound:
@@ -178,10 +176,9 @@ class QLearningPlanner(Planner):
         changed = int(np.sum(visited & (np.argmax(before, 1) != np.argmax(table.values, 1))))
         store.replace_round(run / paths.QLEARNING_LOG, ctx.round, logs)
         table.save(paths.qtable_file(run, ctx.round))
-        last = logs[-max(1, len(logs) // 10):]
+        last_plans = {row["greedy_plan"] for row in logs[-max(1, len(logs) // 10):]}
         summary = {"round": ctx.round, "episodes": len(logs), "greedy_return": greedy_return,
-                   "greedy_plan": logs[-1]["greedy_plan"], "plan_stable_last_10pct": len({r["greedy_plan"]
-                                                                                          for r in last}) == 1,
+                   "greedy_plan": logs[-1]["greedy_plan"], "plan_stable_last_10pct": len(last_plans) == 1,
                    "final_max_abs_dq": logs[-1]["max_abs_dq"], "first_max_abs_dq": logs[0]["max_abs_dq"],
                    "greedy_changes": changed, "states_visited": int(visited.sum()),
                    "state_action_pairs_visited": int((table.visits > 0).sum()),
@@ -212,7 +209,3 @@ class QLearningPlanner(Planner):
         self.dense_val_accuracy = state["dense_val_accuracy"]
         self.committed = [tuple(t) for t in state["committed"]]
         self.committed_sparsity = state["committed_sparsity"]
-
-
-def load_qtable(run_dir: Any, round_: int) -> QTable:
-    return QTable.load(paths.qtable_file(run_dir, round_))
