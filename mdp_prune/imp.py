@@ -195,13 +195,15 @@ def _write_summary(run: Path, config: RunConfig, last: dict[str, Any], dense: Tr
 
 def export_ticket(run: Path, round_: int, path: Path | None = None) -> Path:
     """Write round `round_`'s ticket: its mask and the rewound weights (mask * W_k) in one checkpoint."""
-    masks = store.load_torch(paths.masks_file(run, round_)) if round_ > 0 else None
     rewind = store.load_torch(run / paths.REWIND)
-    if masks is None:
-        masks = {n[: -len(".weight")]: torch.ones_like(v) for n, v in rewind.items()
-                 if n.endswith(".weight") and v.dim() > 1}
-    weights = {k: (v * masks[k[: -len(".weight")]] if k[: -len(".weight")] in masks and k.endswith(".weight")
-                   else v) for k, v in rewind.items()}
+    if round_ > 0:
+        masks = store.load_torch(paths.masks_file(run, round_))
+    else:  # round 0 is the dense network: masks of ones over the prunable (matrix-shaped) weights
+        masks = {k.removesuffix(".weight"): torch.ones_like(v) for k, v in rewind.items()
+                 if k.endswith(".weight") and v.dim() > 1}
+    weights = dict(rewind)
+    for name, mask in masks.items():
+        weights[f"{name}.weight"] = rewind[f"{name}.weight"] * mask
     path = path or run / paths.TICKET
     store.save_torch(path, {"round": round_, "masks": masks, "weights": weights})
     return path
