@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--preset", choices=sorted(PRESETS), default=None, help="the paper's recipe for a model")
         p.add_argument("--seeds", type=_tuple_of(int), default=None, help="override the grid's seeds, e.g. 0,1,2")
         p.add_argument("--rounds", type=int, default=None, help="override the grid's rounds")
+        p.add_argument("--search-rounds", type=int, default=None,
+                       help="run and score grid cells on their first N rounds only; compare extends the chosen "
+                            "configuration to --rounds (default: the grid's search_rounds, else all rounds)")
         p.add_argument("--data-dir", default=None, help="folder with the dataset files")
         p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"], help="device (default: auto)")
         p.add_argument("--n-jobs", type=int, default=os.cpu_count() or 1,
@@ -60,7 +64,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     grid = load_grid(args.grid)
     if args.seeds is not None:
-        grid = type(grid)(grid.name, grid.base, grid.params, list(args.seeds))
+        grid = dataclasses.replace(grid, seeds=list(args.seeds))
+    if args.search_rounds is not None:
+        if args.search_rounds < 1:
+            raise ConfigError(f"--search-rounds must be at least 1, got {args.search_rounds}")
+        grid = dataclasses.replace(grid, search_rounds=args.search_rounds)
     if args.n_jobs < 1:
         raise ConfigError(f"--n-jobs must be at least 1, got {args.n_jobs}")
     overrides: dict[str, Any] = {}

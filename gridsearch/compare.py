@@ -1,9 +1,10 @@
 """The grid search, the selection on validation, and the comparison against every baseline.
 
-Protocol: the grid's Q-learning cells are scored by validation accuracy alone (mean over the pruned rounds and
-the seeds); the chosen configuration then meets `lt`, `global`, `random`, `lamp` and `erk`, plus the
-random-reinitialisation control of its tickets and the same configuration in free mode, all on the same seeds,
-data, training code and budgets. Test accuracy is read only for this final comparison.
+Protocol: the grid's Q-learning cells are scored by validation accuracy alone (mean over the pruned rounds up
+to the grid's `search_rounds`, and over the seeds); the chosen configuration then meets `lt`, `global`,
+`random`, `lamp` and `erk`, plus the random-reinitialisation control of its tickets and the same
+configuration in free mode, all on the same seeds, data, training code and budgets. Test accuracy is read
+only for this final comparison.
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ def search(grid: Grid, out: Path, overrides: dict[str, Any] | None = None, prese
            progress: bool = True) -> pd.DataFrame:
     """Run every cell of the grid and write grid.csv (validation figures only)."""
     cells = grid.cells(overrides, preset)
-    results = run_configs([c.config for c in cells], runs_dir(out), n_jobs, backend, scheduler, progress,
-                          desc=f"grid {grid.name}")
+    scored = grid.scored_rounds(cells[0].config)
+    results = run_configs([c.config.replace(rounds=scored) for c in cells], runs_dir(out), n_jobs, backend,
+                          scheduler, progress, desc=f"grid {grid.name}")
     rows = []
     for cell, result in zip(cells, results, strict=True):
         run = Path(result["run_dir"])
@@ -51,6 +53,8 @@ def search(grid: Grid, out: Path, overrides: dict[str, Any] | None = None, prese
                "run_dir": str(run.relative_to(out)), "status": result["status"], "error": result["error"]}
         rounds = _rounds(run) if result["status"] == "done" else pd.DataFrame()
         if not rounds.empty:
+            # A chosen cell extended by `compare` must score as it did when it was chosen.
+            rounds = rounds[rounds["round"] <= scored]
             pruned = rounds[rounds["round"] > 0]
             row.update(val_accuracy=float((pruned if len(pruned) else rounds)["val_accuracy"].mean()),
                        final_val_accuracy=float(rounds["val_accuracy"].iloc[-1]),
@@ -201,7 +205,9 @@ def write_report(out: Path, frame: pd.DataFrame, table: pd.DataFrame, best: dict
     n_failed = int((table["status"] != "done").sum())
     lines += ["## Grid search (validation only)", "",
               f"Grid `{grid.name}`: {len(table)} cells ({len(grid.combinations())} combinations × {len(grid.seeds)} "
-              f"seeds), {n_failed} failed. Score: validation accuracy averaged over the pruned rounds and the seeds.",
+              f"seeds), {n_failed} failed. Score: validation accuracy averaged over the pruned rounds"
+              f"{f' 1–{grid.scored_rounds(config)}' if grid.scored_rounds(config) < config.rounds else ''} "
+              "and the seeds.",
               "", f"Chosen: {', '.join(f'`{k}={v}`' for k, v in best.items()) or 'the only combination'}.", ""]
 
     dense = frame[frame["round"] == 0]

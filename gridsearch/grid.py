@@ -4,6 +4,8 @@ A grid is YAML or JSON with three keys:
     base:   {dotted.config.name: value}        fixed settings of every cell
     params: {dotted.config.name: [values]}     the grid
     seeds:  [0, 1, 2]                           every combination is run with every seed
+    search_rounds: 8                            optional: cells run and are scored on their first 8 rounds
+                                                only; `compare` extends the chosen ones to `rounds`
 Named grids (`small`, `paper`) live in gridsearch/grids/.
 """
 
@@ -35,13 +37,15 @@ class Grid:
     base: dict[str, Any]
     params: dict[str, list[Any]]
     seeds: list[int]
+    search_rounds: int | None = None
 
     def combinations(self) -> list[dict[str, Any]]:
         return list(ParameterGrid(self.params)) if self.params else [{}]
 
     def cells(self, overrides: dict[str, Any] | None = None, preset: str | None = None) -> list[Cell]:
         """Every (combination, seed) as a validated configuration; `preset`, then the grid's base, then
-        `overrides` (the command line's), then the combination set its fields."""
+        `overrides` (the command line's), then the combination set its fields. Cells carry the full `rounds`;
+        the search runs them for `scored_rounds` only."""
         base = {**(PRESETS[preset] if preset else {}), **self.base, **(overrides or {})}
         out = []
         for combo in self.combinations():
@@ -49,6 +53,10 @@ class Grid:
                 config = RunConfig().replace(**{**base, **combo, "train.seed": seed}).validate()
                 out.append(Cell(len(out), combo, seed, config))
         return out
+
+    def scored_rounds(self, config: RunConfig) -> int:
+        """Rounds a cell is run and scored on: `search_rounds`, at most the comparison's `rounds`."""
+        return config.rounds if self.search_rounds is None else min(self.search_rounds, config.rounds)
 
 
 def builtin_grids() -> list[str]:
@@ -63,15 +71,18 @@ def load_grid(name_or_path: str) -> Grid:
         raw = yaml.safe_load(path.read_text()) or {}  # JSON is YAML
     except yaml.YAMLError as e:
         raise ConfigError(f"cannot parse grid {path}: {str(e).splitlines()[0]}") from None
-    unknown = set(raw) - {"base", "params", "seeds"}
+    unknown = set(raw) - {"base", "params", "seeds", "search_rounds"}
     if unknown or not isinstance(raw.get("params", {}), dict):
-        raise ConfigError(f"grid {path} must have only base, params and seeds (got {sorted(raw)})")
+        raise ConfigError(f"grid {path} must have only base, params, seeds and search_rounds (got {sorted(raw)})")
     params = {k: v if isinstance(v, list) else [v] for k, v in (raw.get("params") or {}).items()}
     if any(len(v) == 0 for v in params.values()):
         raise ConfigError(f"grid {path} has a parameter with no values")
     seeds = raw.get("seeds", [0])
     if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds) or not seeds:
         raise ConfigError(f"grid {path}: seeds must be a non-empty list of integers")
-    grid = Grid(path.stem, dict(raw.get("base") or {}), params, seeds)
+    search_rounds = raw.get("search_rounds")
+    if search_rounds is not None and (not isinstance(search_rounds, int) or search_rounds < 1):
+        raise ConfigError(f"grid {path}: search_rounds must be a positive integer, got {search_rounds!r}")
+    grid = Grid(path.stem, dict(raw.get("base") or {}), params, seeds, search_rounds)
     grid.cells()  # validate every field name and value now, with one clear error
     return grid

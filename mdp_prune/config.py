@@ -95,7 +95,7 @@ class PruneConfig:
 class QLearningConfig:
     """The pruning MDP and its tabular Q-learning (DESIGN.md section 2); used by `--planner qlearning`."""
 
-    episodes: int = _opt(300, "Q-learning episodes per round (one episode walks every prunable layer)")
+    episodes: int = _opt(600, "Q-learning episodes per round (one episode walks every prunable layer)")
     alpha: float = _opt(0.2, "learning rate alpha of the Q update (start value of its schedule)")
     alpha_schedule: str = _opt("constant", "alpha schedule over a round's episodes: constant, linear, exponential")
     alpha_end: float = _opt(0.01, "final alpha of a linear or exponential schedule")
@@ -173,7 +173,10 @@ class RunConfig:
 
     def hash(self) -> str:
         # Flat dotted names, so that adding a section or a field with a default keeps existing run folders.
-        return _digest({f"{k}.{name}": v for k in self.HASHED
+        # Only the qlearning planner reads its section: a changed Q-learning default must not rename (or
+        # orphan) the baselines' runs.
+        sections = self.HASHED if self.prune.planner == "qlearning" else ("train", "prune")
+        return _digest({f"{k}.{name}": v for k in sections
                         for name, v in non_default_fields(getattr(self, k)).items()})
 
     def to_dict(self) -> dict[str, Any]:
