@@ -67,6 +67,31 @@ def test_interrupted_grid_resumes(tmp_path):
     assert (table["status"] == "done").all() and (table["rounds_done"] == 2).all()
 
 
+def test_search_rounds_score_cells_early_and_an_extended_cell_scores_as_before(tmp_path, capsys):
+    from mdp_prune.imp import run_imp
+
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump({"base": TINY_BASE, "params": {"qlearning.alpha": [0.1, 0.5]}, "seeds": [0],
+                                    "search_rounds": 1}))
+    grid = load_grid(str(path))
+    table = search(grid, tmp_path / "out", n_jobs=1, progress=False)
+    assert (table["rounds_done"] == 1).all()
+    runs = [tmp_path / "out" / r for r in table["run_dir"]]
+    assert [len(pd.read_csv(r / paths.ROUNDS)) for r in runs] == [2, 2]
+    # compare extends the chosen cell to the full rounds in the same folder; its score must not move
+    cell = grid.cells()[0].config
+    assert run_imp(cell, tmp_path / "out" / "runs", progress=False) == runs[0]
+    assert len(pd.read_csv(runs[0] / paths.ROUNDS)) == cell.rounds + 1
+    again = search(grid, tmp_path / "out", n_jobs=1, progress=False)
+    pd.testing.assert_frame_equal(table, again)
+    # the command line overrides it, and rejects nonsense in one line
+    assert grid_main(["search", "--grid", str(path), "--search-rounds", "0", "--out", str(tmp_path / "o")]) == 2
+    assert "--search-rounds must be at least 1" in capsys.readouterr().err
+    path.write_text(yaml.safe_dump({"base": TINY_BASE, "params": {}, "search_rounds": "two"}))
+    assert grid_main(["search", "--grid", str(path), "--out", str(tmp_path / "o")]) == 2
+    assert "search_rounds must be a positive integer" in capsys.readouterr().err
+
+
 def test_a_failing_cell_is_recorded_and_the_others_finish(tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()

@@ -102,6 +102,14 @@ def test_a_longer_run_extends_a_shorter_one(tmp_path, tiny):
     assert short == long and len(pd.read_csv(long / paths.ROUNDS)) == 4
 
 
+def test_only_qlearning_runs_are_named_by_their_qlearning_settings(tiny):
+    lt = tiny(**{"prune.planner": "lt"})
+    q = tiny(**{"prune.planner": "qlearning"})
+    assert lt.replace(**{"qlearning.alpha": 0.7}).hash() == lt.hash()
+    assert q.replace(**{"qlearning.alpha": 0.7}).hash() != q.hash()
+    assert lt.replace(**{"train.lr": 0.5}).hash() != lt.hash()
+
+
 @pytest.mark.parametrize("planner", ["global", "random", "lamp", "erk"])
 def test_other_planners_prune_and_train(tmp_path, tiny, planner):
     run = run_imp(tiny(**{"prune.planner": planner}, rounds=2), tmp_path, progress=False)
