@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     summary = sub.add_parser("summarize", help="markdown table of run folders by method (mean ± std over seeds)")
     summary.add_argument("run_dirs", type=Path, nargs="+", help="run folders")
     summary.add_argument("--rounds", type=_tuple_of(int), default=None, help="rounds to show (default: all)")
+    summary.add_argument("--convergence", action="store_true",
+                         help="instead, one row per Q-learning run: rounds with a stable greedy plan, max |ΔQ|")
     return parser
 
 
@@ -58,9 +60,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     from gridsearch.grid import load_grid
 
     if args.command == "summarize":
-        from gridsearch.summarize import summarize
+        from gridsearch.summarize import _markdown, convergence, summarize
 
-        print(summarize(args.run_dirs, args.rounds))
+        print(_markdown(convergence(args.run_dirs)) if args.convergence else summarize(args.run_dirs, args.rounds))
         return 0
     grid = load_grid(args.grid)
     if args.seeds is not None:

@@ -20,6 +20,7 @@ from scipy.stats import bootstrap
 
 from gridsearch.grid import Grid
 from gridsearch.runner import run_configs
+from gridsearch.summarize import _markdown, _pm, convergence
 from mdp_prune import paths, store
 from mdp_prune.config import ConfigError, QLearningConfig, RunConfig
 
@@ -155,20 +156,6 @@ def comparison_frame(out: Path, runs: dict[str, dict[int, Path]]) -> pd.DataFram
     return frame[["method", "seed", *columns, "run_dir"]]
 
 
-def _pm(values: pd.Series, scale: float = 100.0, digits: int = 2) -> str:
-    if values.empty:
-        return "–"
-    std = values.std(ddof=1) if len(values) > 1 else 0.0
-    return f"{values.mean() * scale:.{digits}f} ± {std * scale:.{digits}f}"
-
-
-def _markdown(frame: pd.DataFrame) -> str:
-    head = "| " + " | ".join(str(c) for c in frame.columns) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([head, rule, *body])
-
-
 def _speedup(config: RunConfig, per_layer: dict[str, float]) -> float:
     from mdp_prune.imp import Setup
     from mdp_prune.models import multiply_adds
@@ -285,6 +272,12 @@ def write_report(out: Path, frame: pd.DataFrame, table: pd.DataFrame, best: dict
         diffs.append({"round": r, "mean (pp)": f"{d['mean'] * 100:+.2f}", "95 % CI (pp)": ci,
                       "P(improvement)": f"{d['p_improvement']:.2f}", "seeds": d["n"]})
     lines += [_markdown(pd.DataFrame(diffs)), ""]
+
+    q_runs = frame[frame["method"].isin(["qlearning", "qlearning-free"])].drop_duplicates("run_dir")["run_dir"]
+    lines += ["## Q-learning convergence", "",
+              "Per run (`qlearning_rounds.csv`): rounds whose greedy plan stayed the same over the last 10 % of "
+              "episodes, and max |ΔQ| in a round's first and last episode.", "",
+              _markdown(convergence([out / r for r in q_runs]).drop(columns="run")), ""]
 
     figures = write_figures(out, frame, table)
     lines += ["## Figures", ""] + [f"![{name}]({FIGURES}/{name}.png)" for name in figures] + [""]

@@ -1,7 +1,9 @@
-"""`python -m gridsearch summarize RUN_DIR...`: a markdown table of runs grouped by method, mean ± std over seeds.
+"""`python -m gridsearch summarize RUN_DIR...`: markdown tables of runs.
 
-For each requested round: weights remaining, test accuracy and early-stopping iteration of every method, and of
-the random-reinitialisation / random-pruning controls when the runs have them (`controls/<kind>.csv`).
+By default, grouped by method with mean ± std over seeds: for each requested round, weights remaining, test
+accuracy and early-stopping iteration of every method, and of the random-reinitialisation / random-pruning
+controls when the runs have them (`controls/<kind>.csv`). With `--convergence`, one row per Q-learning run
+read from its `qlearning_rounds.csv`.
 """
 
 from __future__ import annotations
@@ -11,10 +13,23 @@ from pathlib import Path
 
 import pandas as pd
 
-from gridsearch.compare import _markdown, _pm
 from mdp_prune import paths, store
 from mdp_prune.config import ConfigError, RunConfig
 from mdp_prune.controls import KINDS
+
+
+def _pm(values: pd.Series, scale: float = 100.0, digits: int = 2) -> str:
+    if values.empty:
+        return "–"
+    std = values.std(ddof=1) if len(values) > 1 else 0.0
+    return f"{values.mean() * scale:.{digits}f} ± {std * scale:.{digits}f}"
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    head = "| " + " | ".join(str(c) for c in frame.columns) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
 
 
 def method_name(config: RunConfig) -> str:
@@ -52,3 +67,26 @@ def summarize(run_dirs: Sequence[Path], rounds: Sequence[int] | None = None) -> 
                          "test accuracy %": _pm(sub["test_accuracy"]),
                          "early-stop iteration": _pm(sub["early_stop_iteration"], 1, 0)})
     return _markdown(pd.DataFrame(rows))
+
+
+def convergence(run_dirs: Sequence[Path]) -> pd.DataFrame:
+    """One row per Q-learning run: in how many rounds the greedy plan stayed the same over the last 10 % of
+    episodes, and how max |ΔQ| fell from a round's first episode to its last (medians over rounds)."""
+    rows = []
+    for run in run_dirs:
+        if not paths.is_run_dir(run):
+            raise ConfigError(f"{run} is not a run folder")
+        log = store.read_csv(run / paths.QLEARNING_ROUNDS)
+        if log.empty:
+            continue
+        config = RunConfig.from_dict(store.read_json(run / paths.CONFIG))
+        stable = log["plan_stable_last_10pct"].astype(str).str.lower() == "true"
+        rows.append({"run": run.name, "method": method_name(config), "seed": config.train.seed,
+                     "rounds with a stable greedy plan": f"{int(stable.sum())}/{len(log)}",
+                     "max |ΔQ|, first episode (median)": f"{log['first_max_abs_dq'].median():.1e}",
+                     "max |ΔQ|, last episode (median)": f"{log['final_max_abs_dq'].median():.1e}",
+                     "max |ΔQ|, last episode (worst round)": f"{log['final_max_abs_dq'].max():.1e}",
+                     "planner seconds per round (median)": f"{log['seconds'].median():.2f}"})
+    if not rows:
+        raise ConfigError("none of these folders holds a Q-learning run (no qlearning_rounds.csv)")
+    return pd.DataFrame(rows)

@@ -105,7 +105,7 @@ class QLearningConfig:
     epsilon_end: float = _opt(0.0, "final epsilon of a linear or exponential schedule")
     explore_fraction: float = _opt(0.8, "share of a round's episodes over which linear schedules decay")
     decay: float = _opt(0.98, "per-episode factor of exponential schedules")
-    initial_q: float = _opt(0.0, "initial value of every Q(s, a)")
+    initial_q: float = _opt(-1.0, "initial value of every Q(s, a); rewards are at most 0, so 0 would be optimistic")
     accuracy_edges: tuple[float, ...] = _opt(
         (0.005, 0.01, 0.02, 0.05, 0.1, 0.2), "bucket edges of the proxy accuracy drop below the round's unpruned one"
     )
