@@ -215,7 +215,7 @@ def write_report(out: Path, frame: pd.DataFrame, table: pd.DataFrame, best: dict
     lines += [_markdown(pd.DataFrame(by_round)), ""]
     remaining = frame.groupby(["method", "round"])["weights_remaining"].mean().unstack("method")[methods] * 100
     lines += ["Weights remaining (%) by round, mean over seeds:", "",
-              _markdown(remaining.round(2).reset_index().fillna("–")), ""]
+              _markdown(remaining.round(2).astype(object).reset_index().fillna("–")), ""]
 
     lines += ["## Reaching the target", "",
               f"Target: {target * 100:.2f} % of weights remaining (the lt ladder after {config.rounds} rounds). "

@@ -143,3 +143,11 @@ def test_report_numbers_equal_the_runs_tables(tiny_comparison):
     row = next(line for line in text.splitlines() if re.match(r"\| 2 \|", line))
     assert expected in row
     assert all((out / "figures" / f"{n}.png").is_file() for n in ("accuracy_vs_remaining", "grid_heatmaps"))
+    # the convergence table counts what each Q-learning run logged
+    section = text[text.index("## Q-learning convergence"):]
+    for run_dir in frame[frame["method"].isin(["qlearning", "qlearning-free"])]["run_dir"].unique():
+        log = pd.read_csv(out / run_dir / paths.QLEARNING_ROUNDS)
+        seed = int(frame[frame["run_dir"] == run_dir]["seed"].iloc[0])
+        stable = f"{int(log['plan_stable_last_10pct'].sum())}/{len(log)}"
+        assert any(line.startswith("| qlearning (") and f"| {seed} | {stable} |" in line
+                   for line in section.splitlines())
