@@ -26,9 +26,12 @@ def _pm(values: pd.Series, scale: float = 100.0, digits: int = 2) -> str:
 
 
 def _markdown(frame: pd.DataFrame) -> str:
-    head = "| " + " | ".join(str(c) for c in frame.columns) + " |"
+    def cell(v: object) -> str:
+        return str(v).replace("|", "\\|")  # a bare pipe (as in |ΔQ|) would split the column
+
+    head = "| " + " | ".join(cell(c) for c in frame.columns) + " |"
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([head, rule, *body])
 
 
