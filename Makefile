@@ -10,6 +10,7 @@ PRESET  ?=
 SEEDS   ?=
 ROUNDS  ?=
 JOBS    ?= 2
+THREADS ?=
 GRID_ARGS = --grid $(GRID) --out $(OUT) --n-jobs $(JOBS) $(if $(DATASET),--dataset $(DATASET)) \
 	$(if $(PRESET),--preset $(PRESET)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(ROUNDS),--rounds $(ROUNDS))
 
@@ -34,7 +35,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 
 bench: $(STAMP)  ## speed ratios measured in one run -> bench/results.json
-	$(PY) -m mdp_prune.bench --out bench
+	$(PY) -m mdp_prune.bench --out bench $(if $(THREADS),--threads $(THREADS))
 
 gridsearch: $(STAMP)  ## Q-learning hyperparameter grid -> $(OUT)/grid.csv
 	$(PY) -m gridsearch search $(GRID_ARGS)

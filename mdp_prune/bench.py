@@ -111,7 +111,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=3000, help="iterations per timing (default: 3000)")
     parser.add_argument("--repeats", type=int, default=5, help="alternating repetitions (default: 5)")
     parser.add_argument("--out", type=Path, default=Path("bench"), help="folder for results.json (default: bench)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's own); 1 keeps the ratios meaningful when other jobs "
+                             "share the cores, since idle OpenMP threads spin against them")
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
 
     results = {"threads": torch.get_num_threads(),
                "masked_loop": bench_masked_loop(args.dataset, args.iterations, args.repeats)}
