@@ -113,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--round", type=int, default=None, help="round to export (default: the last one)")
     export.add_argument("--output", type=Path, default=None, help="file to write (default: RUN_DIR/ticket.pt)")
 
+    cut = sub.add_parser("truncate", help="forget a run's rounds from R on; rerunning its command redoes them",
+                         description="Forget round R and every later one (rows, masks, planner states, Q-learning "
+                                     "logs, controls), keeping what a rerun needs to redo them exactly.")
+    cut.add_argument("run_dir", type=Path, help="a run folder written by `run`")
+    cut.add_argument("--round", type=int, required=True, help="first round to forget (at least 1)")
+
     check = sub.add_parser("proxy-check", help="rank correlation of the planner's proxy with retrained accuracy")
     check.add_argument("run_dir", type=Path, help="a run folder written by `run`")
     check.add_argument("--plans", type=int, default=10, help="random plans to retrain (default: 10)")
@@ -167,6 +173,11 @@ def _dispatch(args: argparse.Namespace) -> None:
         if not 0 <= round_ <= last:
             raise ConfigError(f"--round must be between 0 and {last}, got {round_}")
         print(export_ticket(run, round_, args.output))
+    elif args.command == "truncate":
+        from mdp_prune.imp import truncate_run
+
+        removed = truncate_run(_run_dir(args.run_dir), args.round)
+        print(f"removed {removed} round(s) from {args.run_dir}; rerun its command to redo them")
     elif args.command == "proxy-check":
         from mdp_prune.proxy_check import PROXY_CHECK, proxy_check
 

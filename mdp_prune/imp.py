@@ -168,7 +168,7 @@ def run_imp(config: RunConfig, out: Path | str = "results", progress: bool = Tru
             row = round_row(r, masks, result, iterations, seconds)
             store.append_csv(run / paths.ROUNDS, [row])  # the commit point of round r
             export_ticket(run, r)
-            _write_summary(run, config, row, dense_result)
+            _write_summary(run, config, row, dense_result.test_accuracy)
             bar.update(1)
             bar.set_postfix(remaining=f"{row['weights_remaining']:.3f}", test=f"{result.test_accuracy:.4f}")
             if target > 0 and row["weights_remaining"] <= target:
@@ -179,16 +179,45 @@ def run_imp(config: RunConfig, out: Path | str = "results", progress: bool = Tru
     return run
 
 
+def truncate_run(run: Path, round_: int) -> int:
+    """Forget round `round_` and every later one, so that rerunning the run's command redoes them (after a fixed
+    planner bug, or to replan from there). Rounds before it, their masks and the planner's state before round
+    `round_` are kept, so the redone rounds are exactly what a fresh run would compute. Returns the number of
+    rounds removed."""
+    rows = store.read_csv(run / paths.ROUNDS)
+    last = int(rows["round"].iloc[-1]) if len(rows) else -1
+    if not 1 <= round_ <= last:
+        raise ConfigError(f"--round must be between 1 and the last finished round ({last}), got {round_}")
+    # rounds.csv is the commit point: once it is cut, the run is consistent even if the cleanup below dies.
+    store.write_csv(run / paths.ROUNDS, rows[rows["round"] < round_])
+    for table in (paths.CURVES, paths.PLANS, paths.QLEARNING_LOG, paths.QLEARNING_ROUNDS,
+                  *(Path("controls") / f.name for f in (run / "controls").glob("*.csv"))):
+        old = store.read_csv(run / table)
+        if not old.empty:
+            store.write_csv(run / table, old[old["round"] < round_])
+    # The mask and planner state *before* round_ stay: they are where the rerun starts.
+    for folder, pattern, first in (("masks", "round_*.pt", round_ + 1), ("planner", "state_*.pt", round_ + 1),
+                                   ("qtable", "round_*.npz", round_)):
+        for f in (run / folder).glob(pattern):
+            if int(f.name.split("_")[1].split(".")[0]) >= first:
+                f.unlink()
+    export_ticket(run, round_ - 1)
+    config = RunConfig.from_dict(store.read_json(run / paths.CONFIG))
+    kept = rows[rows["round"] < round_]
+    _write_summary(run, config, kept.iloc[-1].to_dict(), float(kept["test_accuracy"].iloc[0]))
+    return last - round_ + 1
+
+
 def _unchanged(new: dict[str, torch.Tensor], old: dict[str, torch.Tensor] | None) -> bool:
     """True when a plan pruned nothing."""
     return old is not None and all(torch.equal(new[n].cpu(), old[n].cpu()) for n in new)
 
 
-def _write_summary(run: Path, config: RunConfig, last: dict[str, Any], dense: TrainResult) -> None:
+def _write_summary(run: Path, config: RunConfig, last: dict[str, Any], dense_test_accuracy: float) -> None:
     store.write_json(run / paths.SUMMARY, {
         "planner": config.prune.planner, "hash": config.hash(), "rounds_done": int(last["round"]),
         "weights_remaining": last["weights_remaining"], "test_accuracy": last["test_accuracy"],
-        "val_accuracy": last["val_accuracy"], "dense_test_accuracy": dense.test_accuracy,
+        "val_accuracy": last["val_accuracy"], "dense_test_accuracy": dense_test_accuracy,
         "train_iterations": int(last["train_iterations"]), "seconds": last["seconds"],
     })
 

@@ -96,6 +96,30 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, tiny):
     assert (full / paths.CURVES).read_bytes() == (partial / paths.CURVES).read_bytes()
 
 
+def test_a_truncated_run_redoes_its_rounds_exactly(tmp_path, tiny, capsys):
+    import shutil
+
+    from mdp_prune.cli import main
+
+    config = tiny(rounds=4, **{"prune.planner": "qlearning", "qlearning.episodes": 20})
+    full = run_imp(config, tmp_path / "full", progress=False)
+    shutil.copytree(tmp_path / "full", tmp_path / "cut")
+    cut = tmp_path / "cut" / full.name
+    assert main(["truncate", str(cut), "--round", "9"]) == 2
+    assert "--round must be between 1 and the last finished round (4)" in capsys.readouterr().err
+    assert main(["truncate", str(cut), "--round", "2"]) == 0
+    assert list(pd.read_csv(cut / paths.ROUNDS)["round"]) == [0, 1]
+    assert pd.read_csv(cut / paths.QLEARNING_ROUNDS)["round"].max() == 1
+    assert not paths.masks_file(cut, 3).exists() and paths.masks_file(cut, 2).exists()
+    assert store.load_torch(cut / paths.TICKET)["round"] == 1
+    run_imp(config, tmp_path / "cut", progress=False)
+    pd.testing.assert_frame_equal(_rounds(full), _rounds(cut), check_exact=True)
+    for table in (paths.CURVES, paths.QLEARNING_LOG):
+        assert (full / table).read_bytes() == (cut / table).read_bytes()
+    for r in range(1, 6):
+        assert torch.equal(torch.load(paths.masks_file(full, r))["fc1"], torch.load(paths.masks_file(cut, r))["fc1"])
+
+
 def test_a_longer_run_extends_a_shorter_one(tmp_path, tiny):
     short = run_imp(tiny(rounds=2), tmp_path, progress=False)
     long = run_imp(tiny(rounds=3), tmp_path, progress=False)
