@@ -190,11 +190,11 @@ def write_report(out: Path, frame: pd.DataFrame, table: pd.DataFrame, best: dict
              f"rewind to iteration {t.rewind_iteration}. Every method shares the training code, data and seeds.", ""]
 
     n_failed = int((table["status"] != "done").sum())
+    scored = grid.scored_rounds(config)
     lines += ["## Grid search (validation only)", "",
               f"Grid `{grid.name}`: {len(table)} cells ({len(grid.combinations())} combinations × {len(grid.seeds)} "
               f"seeds), {n_failed} failed. Score: validation accuracy averaged over the pruned rounds"
-              f"{f' 1–{grid.scored_rounds(config)}' if grid.scored_rounds(config) < config.rounds else ''} "
-              "and the seeds.",
+              f"{f' 1–{scored}' if scored < config.rounds else ''} and the seeds.",
               "", f"Chosen: {', '.join(f'`{k}={v}`' for k, v in best.items()) or 'the only combination'}.", ""]
 
     dense = frame[frame["round"] == 0]

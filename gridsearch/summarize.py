@@ -83,9 +83,8 @@ def convergence(run_dirs: Sequence[Path]) -> pd.DataFrame:
         if log.empty:
             continue
         config = RunConfig.from_dict(store.read_json(run / paths.CONFIG))
-        stable = log["plan_stable_last_10pct"].astype(str).str.lower() == "true"
         rows.append({"run": run.name, "method": method_name(config), "seed": config.train.seed,
-                     "rounds with a stable greedy plan": f"{int(stable.sum())}/{len(log)}",
+                     "rounds with a stable greedy plan": f"{int(log['plan_stable_last_10pct'].sum())}/{len(log)}",
                      "max |ΔQ|, first episode (median)": f"{log['first_max_abs_dq'].median():.1e}",
                      "max |ΔQ|, last episode (median)": f"{log['final_max_abs_dq'].median():.1e}",
                      "max |ΔQ|, last episode (worst round)": f"{log['final_max_abs_dq'].max():.1e}",

@@ -184,26 +184,29 @@ def truncate_run(run: Path, round_: int) -> int:
     planner bug, or to replan from there). Rounds before it, their masks and the planner's state before round
     `round_` are kept, so the redone rounds are exactly what a fresh run would compute. Returns the number of
     rounds removed."""
+    from mdp_prune.controls import KINDS  # controls builds on this module
+
     rows = store.read_csv(run / paths.ROUNDS)
     last = int(rows["round"].iloc[-1]) if len(rows) else -1
     if not 1 <= round_ <= last:
         raise ConfigError(f"--round must be between 1 and the last finished round ({last}), got {round_}")
+    kept = rows[rows["round"] < round_]
     # rounds.csv is the commit point: once it is cut, the run is consistent even if the cleanup below dies.
-    store.write_csv(run / paths.ROUNDS, rows[rows["round"] < round_])
-    for table in (paths.CURVES, paths.PLANS, paths.QLEARNING_LOG, paths.QLEARNING_ROUNDS,
-                  *(Path("controls") / f.name for f in (run / "controls").glob("*.csv"))):
-        old = store.read_csv(run / table)
+    store.write_csv(run / paths.ROUNDS, kept)
+    for table in (run / paths.CURVES, run / paths.PLANS, run / paths.QLEARNING_LOG, run / paths.QLEARNING_ROUNDS,
+                  *(paths.control_file(run, kind) for kind in KINDS)):
+        old = store.read_csv(table)
         if not old.empty:
-            store.write_csv(run / table, old[old["round"] < round_])
-    # The mask and planner state *before* round_ stay: they are where the rerun starts.
-    for folder, pattern, first in (("masks", "round_*.pt", round_ + 1), ("planner", "state_*.pt", round_ + 1),
-                                   ("qtable", "round_*.npz", round_)):
-        for f in (run / folder).glob(pattern):
-            if int(f.name.split("_")[1].split(".")[0]) >= first:
-                f.unlink()
+            store.write_csv(table, old[old["round"] < round_])
+    # Round r's commit wrote the mask and planner state of round r + 1 and the Q-table of round r. Those
+    # before round_ stay: they are where the rerun starts.
+    for r in range(round_, last + 2):
+        paths.qtable_file(run, r).unlink(missing_ok=True)
+        if r > round_:
+            paths.masks_file(run, r).unlink(missing_ok=True)
+            paths.planner_state_file(run, r).unlink(missing_ok=True)
     export_ticket(run, round_ - 1)
     config = RunConfig.from_dict(store.read_json(run / paths.CONFIG))
-    kept = rows[rows["round"] < round_]
     _write_summary(run, config, kept.iloc[-1].to_dict(), float(kept["test_accuracy"].iloc[0]))
     return last - round_ + 1
 
