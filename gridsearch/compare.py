@@ -180,6 +180,11 @@ def paired_difference(frame: pd.DataFrame, a: str, b: str, round_: int, seed: in
             "high": float(ci.confidence_interval.high), "p_improvement": float(np.mean(means > 0)), "n": len(diff)}
 
 
+def seed_cell(values: pd.Series, n_seeds: int) -> str:
+    """mean ± std, marked with the number of seeds when some runs ended before this round."""
+    return _pm(values) + (f" (n={len(values)})" if 0 < len(values) < n_seeds else "")
+
+
 def write_report(out: Path, frame: pd.DataFrame, table: pd.DataFrame, best: dict[str, Any], grid: Grid,
                  config: RunConfig, target: float) -> Path:
     t = config.train
@@ -202,7 +207,8 @@ def write_report(out: Path, frame: pd.DataFrame, table: pd.DataFrame, best: dict
               f"Dense network (round 0): {_pm(dense.drop_duplicates('seed')['test_accuracy'])} %. "
               "`qlearning` is the chosen configuration in budget mode (each round removes the lt baseline's share "
               "of weights); `qlearning-free` lets its reward set the pace and stops at the target; `reinit` is the "
-              "chosen tickets' masks with fresh random weights.", ""]
+              "chosen tickets' masks with fresh random weights. (n=k): only k seeds ran that round (a run stops "
+              "at the target or on a plan that prunes nothing).", ""]
     rounds = sorted(frame["round"].unique())
     by_round = []
     for r in rounds:
@@ -210,7 +216,7 @@ def write_report(out: Path, frame: pd.DataFrame, table: pd.DataFrame, best: dict
         lt = frame[(frame["method"] == "lt") & (frame["round"] == r)]["weights_remaining"]
         row["weights remaining (lt) %"] = f"{lt.mean() * 100:.1f}" if len(lt) else "–"
         for m in methods:
-            row[m] = _pm(frame[(frame["method"] == m) & (frame["round"] == r)]["test_accuracy"])
+            row[m] = seed_cell(frame[(frame["method"] == m) & (frame["round"] == r)]["test_accuracy"], len(seeds))
         by_round.append(row)
     lines += [_markdown(pd.DataFrame(by_round)), ""]
     remaining = frame.groupby(["method", "round"])["weights_remaining"].mean().unstack("method")[methods] * 100

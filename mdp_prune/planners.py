@@ -96,12 +96,18 @@ class Erk(Planner):
 
 
 class RandomAllocation(Planner):
-    """Per-layer fractions drawn uniformly from the action set: the allocation control for the Q-planner."""
+    """Per-layer fractions drawn uniformly from the action set (never all zero): the allocation control for the
+    Q-planner."""
 
     def propose(self, ctx: RoundContext) -> dict[str, float]:
         rng = np.random.default_rng(derive_seed(self.config.train.seed, "random-allocation", ctx.round))
         actions = self.config.prune.actions
-        return {name: float(actions[rng.integers(len(actions))]) for name in ctx.kinds}
+        # An empty plan ends a run (the next round would repeat this one), so a draw that prunes nothing, once
+        # in len(actions) ** layers rounds, would stop the control early; it is drawn again instead.
+        while True:
+            fractions = {name: float(actions[rng.integers(len(actions))]) for name in ctx.kinds}
+            if any(fractions.values()) or not any(actions):
+                return fractions
 
 
 def _qlearning(config: RunConfig) -> Planner:

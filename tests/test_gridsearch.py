@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from gridsearch.cli import main as grid_main
-from gridsearch.compare import COMPARISON_CSV, GRID_CSV, REPORT, search, select
+from gridsearch.compare import COMPARISON_CSV, GRID_CSV, REPORT, search, seed_cell, select
 from gridsearch.grid import load_grid
 from mdp_prune import paths
 
@@ -151,3 +151,9 @@ def test_report_numbers_equal_the_runs_tables(tiny_comparison):
         stable = f"{int(log['plan_stable_last_10pct'].sum())}/{len(log)}"
         assert any(line.startswith("| qlearning (") and f"| {seed} | {stable} |" in line
                    for line in section.splitlines())
+
+
+def test_report_cells_name_the_seeds_when_runs_ended_early():
+    assert seed_cell(pd.Series([0.9, 0.8, 0.85]), 3) == "85.00 ± 5.00"
+    assert seed_cell(pd.Series([0.9, 0.8]), 3) == "85.00 ± 7.07 (n=2)"
+    assert seed_cell(pd.Series([], dtype=float), 3) == "–"

@@ -199,3 +199,11 @@ def test_a_kill_just_before_the_commit_leaves_no_duplicate_rows(tmp_path, tiny, 
         b = pd.read_csv(resumed / name).drop(columns=["train_seconds", "plan_seconds"], errors="ignore")
         pd.testing.assert_frame_equal(a, b, check_exact=True)
     pd.testing.assert_frame_equal(_rounds(full), _rounds(resumed), check_exact=True)
+
+
+def test_random_allocation_never_draws_an_empty_plan(tmp_path, tiny):
+    # Seed 1's first draw for round 4 (3 layers, 6 actions) prunes nothing, which used to end the run there.
+    run = run_imp(tiny(**{"prune.planner": "random", "train.seed": 1}, rounds=5), tmp_path, progress=False)
+    plans = pd.read_csv(run / paths.PLANS)
+    assert list(plans["round"]) == [0, 1, 2, 3, 4, 5]
+    assert (plans.filter(like="fraction:").sum(axis=1) > 0).all()
