@@ -112,12 +112,23 @@ class QLearningConfig:
     sparsity_edges: tuple[float, ...] = _opt(
         (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64), "bucket edges (log scale) of the fraction of weights remaining"
     )
-    target_accuracy: float = _opt(1.0, "T_A as a multiple of the dense network's proxy accuracy")
+    target_accuracy: float = _opt(
+        1.0, "T_A as a multiple of the dense network's proxy accuracy (1 - the tolerated accuracy drop): below it "
+        "the reward's accuracy hinge penalises a plan")
     target_sparsity: float = _opt(0.964, "T_P: fraction of prunable weights removed that the reward aims at")
     beta: float = _opt(1.0, "reward scale beta")
     budget: str = _opt("free", "free: the reward sets the pace; lt: each round removes exactly the lt baseline's share")
     feedback: bool = _opt(True, "feed the retrained validation accuracy back as a terminal reward of the plan")
-    proxy_examples: int = _opt(1000, "validation examples used for the proxy accuracy (a fixed subset)")
+    proxy_examples: int = _opt(1000, "validation examples used for the pruned proxy (a fixed subset)")
+    proxy: str = _opt("rewind", "the reward's accuracy signal: pruned (trained weights under the plan's mask, no "
+                      "retraining), finetune (then proxy_share of a round's steps), rewind (survivors rewound to "
+                      "W_k and retrained for proxy_share of a round's steps); retraining kinds score "
+                      "proxy_candidates plans per round")
+    proxy_share: float = _opt(0.02, "finetune, rewind: share of a round's retraining steps (T - k) each candidate "
+                              "is trained for")
+    proxy_candidates: int = _opt(6, "finetune, rewind: plans per round scored by retraining (one per group of plans "
+                                 "removing a similar share of the weights)")
+    init_qtable: str = _opt("", "run folder whose final Q-table starts this run (warm start; empty: a fresh table)")
 
     def validate(self) -> None:
         from qtable import SCHEDULE_KINDS
@@ -146,6 +157,11 @@ class QLearningConfig:
             raise ConfigError(f"--beta must be positive, got {self.beta}")
         if self.proxy_examples < 1:
             raise ConfigError(f"--proxy-examples must be at least 1, got {self.proxy_examples}")
+        _choice("proxy", self.proxy, ("pruned", "finetune", "rewind"))
+        if not 0 < self.proxy_share <= 1:
+            raise ConfigError(f"--proxy-share must be in (0, 1], got {self.proxy_share}")
+        if self.proxy_candidates < 1:
+            raise ConfigError(f"--proxy-candidates must be at least 1, got {self.proxy_candidates}")
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ committed mask are never modified, and repeated plans are answered from a cache.
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -108,8 +110,10 @@ class PruningEnv(gym.Env):
 
     def __init__(self, evaluator: Evaluator, n_actions: int, accuracy_edges: Sequence[float],
                  sparsity_edges: Sequence[float], target_accuracy: float, target_sparsity: float,
-                 beta: float = 1.0) -> None:
+                 beta: float = 1.0, reward_evaluator: Evaluator | None = None) -> None:
         self.evaluator = evaluator
+        # States describe a plan with the cheap proxy; the reward may judge it with a retraining-aware one.
+        self.reward_evaluator = reward_evaluator or evaluator
         self.accuracy_bucket = Discretizer(accuracy_edges, "accuracy drop")
         self.sparsity_bucket = Discretizer(sparsity_edges, "weights remaining")
         self.space = StateSpace((evaluator.n_layers + 1, self.accuracy_bucket.n_buckets,
@@ -138,11 +142,18 @@ class PruningEnv(gym.Env):
         if len(self.plan) >= self.evaluator.n_layers:
             raise RuntimeError("the episode has ended: call reset()")
         self.plan = (*self.plan, int(action))
-        accuracy = self.evaluator.accuracy(self.plan)
-        sparsity = 1.0 - self.evaluator.remaining(self.plan)
-        reward = purl_reward(accuracy, sparsity, self.target_accuracy, self.target_sparsity, self.beta)
+        reward = self.reward(self.plan)
         terminated = len(self.plan) == self.evaluator.n_layers
         return self.state_of(self.plan), float(reward), terminated, False, self._info()
+
+    def reward(self, plan: tuple[int, ...]) -> float:
+        """The reward of the step that reaches `plan` (deterministic: the MDP of one round has no noise)."""
+        accuracy = self.reward_evaluator.accuracy(plan)
+        sparsity = 1.0 - self.evaluator.remaining(plan)
+        return purl_reward(accuracy, sparsity, self.target_accuracy, self.target_sparsity, self.beta)
+
+    def discounted_return(self, plan: tuple[int, ...], gamma: float) -> float:
+        return sum(gamma**t * self.reward(plan[: t + 1]) for t in range(len(plan)))
 
     def _info(self) -> dict[str, Any]:
         return {"plan": self.plan, "accuracy": self.evaluator.accuracy(self.plan),
@@ -160,3 +171,18 @@ def greedy_rollout(env: PruningEnv, values: np.ndarray) -> tuple[tuple[int, ...]
         total += reward
         state = next_state
     return env.plan, transitions, total
+
+
+def exact_optimum(env: PruningEnv, gamma: float, max_plans: int) -> tuple[tuple[int, ...], float] | None:
+    """The plan of highest discounted return, by enumeration (lowest plan in product order on ties), or None when
+    the plan space is larger than `max_plans`. Within one round the MDP is deterministic, so this is the exact
+    optimum that Q-learning's greedy plan should reach."""
+    n_layers, n_actions = env.evaluator.n_layers, int(env.action_space.n)
+    if n_actions**n_layers > max_plans:
+        return None
+    best_plan, best = (), -math.inf
+    for plan in itertools.product(range(n_actions), repeat=n_layers):
+        value = env.discounted_return(plan, gamma)
+        if value > best + 1e-12:
+            best_plan, best = plan, value
+    return best_plan, best

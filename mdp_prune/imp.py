@@ -23,10 +23,11 @@ from mdp_prune import data, paths, pruning, store
 from mdp_prune.config import ConfigError, RunConfig
 from mdp_prune.models import build_model, layer_kinds, prunable_weights
 from mdp_prune.planners import PLANNERS, RoundContext
+from mdp_prune.proxies import Retrainer
 from mdp_prune.training import TrainResult, batch_order, resolve_device, train
 
 ROUND_COLUMNS = ["round", "weights_remaining", "test_accuracy", "val_accuracy", "early_stop_iteration",
-                 "train_iterations", "seconds"]
+                 "train_iterations", "proxy_iterations", "seconds"]
 
 RoundHook = Callable[[int, nn.Module, dict[str, torch.Tensor]], None]
 
@@ -77,11 +78,11 @@ def dense_round(setup: Setup, out: Path, progress: bool) -> dict[str, Any]:
 
 
 def round_row(round_: int, masks: dict[str, torch.Tensor], result: TrainResult, iterations: int,
-         seconds: float) -> dict[str, Any]:
+              seconds: float, proxy_iterations: int = 0) -> dict[str, Any]:
     overall, per_layer = pruning.remaining(masks)
     row = {"round": round_, "weights_remaining": overall, "test_accuracy": result.test_accuracy,
            "val_accuracy": result.val_accuracy, "early_stop_iteration": result.early_stop_iteration,
-           "train_iterations": iterations, "seconds": seconds}
+           "train_iterations": iterations, "proxy_iterations": proxy_iterations, "seconds": seconds}
     row.update({f"remaining:{n}": v for n, v in per_layer.items()})
     return row
 
@@ -128,6 +129,8 @@ def run_imp(config: RunConfig, out: Path | str = "results", progress: bool = Tru
         store.save_torch(paths.planner_state_file(run, 0), planner.state_dict())
 
     iterations = int(rows["train_iterations"].iloc[-1]) if done else 0
+    # Runs written before the proxies could retrain have no such column: they spent no proxy steps.
+    proxy_iterations = int(rows["proxy_iterations"].iloc[-1]) if done and "proxy_iterations" in rows else 0
     seconds = float(rows["seconds"].iloc[-1]) if done else 0.0
     k, T = config.train.rewind_iteration, config.train.train_iterations
     with tqdm(total=config.rounds + 1, initial=min(done, config.rounds + 1), desc=f"IMP {run.name}",
@@ -151,10 +154,12 @@ def run_imp(config: RunConfig, out: Path | str = "results", progress: bool = Tru
                 train_seconds = time.perf_counter() - began
 
             plan_began = time.perf_counter()
+            retrainer = Retrainer(model, _state(model), dense["rewind"], setup.splits, config.train, setup.order)
             ctx = RoundContext(r, model, {n: w.detach() for n, w in weights.items()}, masks, kinds,
-                               setup.splits, result, dense_result, run)
+                               setup.splits, result, dense_result, run, retrainer)
             planner.observe(ctx)
             fractions = planner.propose(ctx)
+            proxy_iterations += retrainer.iterations
             next_masks = pruning.magnitude_prune(ctx.weights, masks, fractions)
             plan_seconds = time.perf_counter() - plan_began
             seconds += train_seconds + plan_seconds
@@ -165,7 +170,7 @@ def run_imp(config: RunConfig, out: Path | str = "results", progress: bool = Tru
             store.replace_round(run / paths.PLANS, r, [{"round": r, "train_seconds": train_seconds,
                                                   "plan_seconds": plan_seconds,
                                                   **{f"fraction:{n}": f for n, f in fractions.items()}}])
-            row = round_row(r, masks, result, iterations, seconds)
+            row = round_row(r, masks, result, iterations, seconds, proxy_iterations)
             store.append_csv(run / paths.ROUNDS, [row])  # the commit point of round r
             export_ticket(run, r)
             _write_summary(run, config, row, dense_result.test_accuracy)
@@ -221,7 +226,8 @@ def _write_summary(run: Path, config: RunConfig, last: dict[str, Any], dense_tes
         "planner": config.prune.planner, "hash": config.hash(), "rounds_done": int(last["round"]),
         "weights_remaining": last["weights_remaining"], "test_accuracy": last["test_accuracy"],
         "val_accuracy": last["val_accuracy"], "dense_test_accuracy": dense_test_accuracy,
-        "train_iterations": int(last["train_iterations"]), "seconds": last["seconds"],
+        "train_iterations": int(last["train_iterations"]),
+        "proxy_iterations": int(last.get("proxy_iterations", 0)), "seconds": last["seconds"],
     })
 
 

@@ -51,6 +51,12 @@ def qtable_file(run: Path, round_: int) -> Path:
     return run / "qtable" / f"round_{round_}.npz"
 
 
+def qtable_files(run: Path) -> list[Path]:
+    """The Q-table snapshots of a run, in round order."""
+    found = (run / "qtable").glob("round_*.npz")
+    return sorted(found, key=lambda p: int(p.stem.removeprefix("round_")))
+
+
 def control_file(run: Path, kind: str) -> Path:
     return run / "controls" / f"{kind}.csv"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,6 +20,9 @@ from mdp_prune import pruning
 from mdp_prune.config import RunConfig
 from mdp_prune.data import Splits
 from mdp_prune.training import TrainResult, derive_seed
+
+if TYPE_CHECKING:
+    from mdp_prune.proxies import Retrainer
 
 
 @dataclass
@@ -35,6 +38,8 @@ class RoundContext:
     result: TrainResult
     dense_result: TrainResult  # round 0, the reference accuracy
     run_dir: Path
+    # Short retraining under other masks, for retraining-aware proxies; the IMP loop counts the steps it spends.
+    retrainer: Retrainer | None = None
 
 
 class Planner:

@@ -7,19 +7,22 @@ The retrained validation accuracy of the committed plan can be fed back as a ter
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from mdp_prune import paths, store
-from mdp_prune.config import RunConfig
-from mdp_prune.env import ProxyEvaluator, PruningEnv, greedy_rollout, purl_reward
+from mdp_prune.config import ConfigError, RunConfig
+from mdp_prune.env import ProxyEvaluator, PruningEnv, exact_optimum, greedy_rollout, purl_reward
 from mdp_prune.planners import Planner, RoundContext
+from mdp_prune.proxies import MAX_ENUMERATED_PLANS, RETRAINING_KINDS, RetrainedProxy, proxy_iterations
 from mdp_prune.training import derive_seed
-from qtable import QLearningAgent, make_schedule
+from qtable import QLearningAgent, QTable, make_schedule
 
 
 class _PerRound:
@@ -81,12 +84,27 @@ class QLearningPlanner(Planner):
         n = min(self.q.proxy_examples, len(ctx.splits.val_y))
         evaluator = ProxyEvaluator(ctx.model, ctx.weights, ctx.masks, self.config.prune.actions,
                                    ctx.splits.val_x[:n], ctx.splits.val_y[:n])
+        reward_evaluator = evaluator
+        if self.q.proxy in RETRAINING_KINDS:
+            if ctx.retrainer is None:
+                raise ConfigError(f"--proxy {self.q.proxy} needs the IMP loop's retrainer")
+            iterations = proxy_iterations(self.q.proxy_share, self.config.train)
+            retrainer, kind = ctx.retrainer, self.q.proxy
+
+            def retrain(masks: dict[str, torch.Tensor]) -> float:
+                return retrainer.accuracy(kind, masks, iterations)
+
+            reward_evaluator = RetrainedProxy(evaluator, retrain, self.q.proxy_candidates)
+            if self.dense_proxy_accuracy is None:  # round 0: the dense mask itself, retrained the same way
+                self.dense_proxy_accuracy = retrain(evaluator.plan_masks(()))
         if self.dense_proxy_accuracy is None:  # round 0: the dense network is the reference
             self.dense_proxy_accuracy = evaluator.accuracy(())
+        if self.dense_val_accuracy is None:
             self.dense_val_accuracy = ctx.result.val_accuracy
         env = PruningEnv(evaluator, len(self.config.prune.actions), self.q.accuracy_edges, self.q.sparsity_edges,
                          target_accuracy=self.q.target_accuracy * self.dense_proxy_accuracy,
-                         target_sparsity=self._target_sparsity(ctx), beta=self.q.beta)
+                         target_sparsity=self._target_sparsity(ctx), beta=self.q.beta,
+                         reward_evaluator=reward_evaluator)
         self._ensure_agent(env.space.n_states)
         return env, evaluator
 
@@ -123,6 +141,25 @@ class QLearningPlanner(Planner):
         if self._pending_state is not None:
             self.agent.load_state_dict(self._pending_state)
             self._pending_state = None
+        elif self.q.init_qtable:
+            self.agent.table.values[:] = self._warm_start_values(n_states)
+
+    def _warm_start_values(self, n_states: int) -> np.ndarray:
+        """The final Q-values of the run folder `init_qtable` (states are relative, so they transfer)."""
+        run = Path(self.q.init_qtable)
+        tables = paths.qtable_files(run)
+        if not tables:
+            raise ConfigError(f"--init-qtable {run}: no Q-table found (expected {paths.qtable_file(run, 0)} ...)")
+        try:
+            table = QTable.load(tables[-1])
+        except (OSError, ValueError, KeyError) as e:
+            raise ConfigError(f"--init-qtable: cannot read {tables[-1]} ({e})") from None
+        expected = (n_states, len(self.config.prune.actions))
+        if table.values.shape != expected:
+            raise ConfigError(f"--init-qtable: {tables[-1]} holds a {table.values.shape[0]}x{table.values.shape[1]} "
+                              f"Q-table, this run needs {expected[0]}x{expected[1]} (other layers, actions or "
+                              "bucket edges)")
+        return table.values
 
     # -- the planner protocol ---------------------------------------------------------------------------------
 
@@ -154,7 +191,13 @@ class QLearningPlanner(Planner):
             logs.append({"round": ctx.round, "episode": episode, "epsilon": log.epsilon, "alpha": log.alpha,
                          "return": log.return_, "max_abs_dq": log.max_abs_dq, "mean_abs_dq": log.mean_abs_dq,
                          "greedy_plan": "/".join(f"{self.config.prune.actions[a]:g}" for a in plan)})
-        plan, transitions, greedy_return = greedy_rollout(env, agent.table.values)
+        greedy_plan, transitions, greedy_return = greedy_rollout(env, agent.table.values)
+        optimum = exact_optimum(env, agent.gamma, MAX_ENUMERATED_PLANS)
+        plan = forced = self._keeps_pruning(ctx, env, greedy_plan)
+        if forced is None:
+            plan = greedy_plan
+        else:
+            transitions = _transitions(env, forced)
         fractions = {n: self.config.prune.actions[a] for n, a in zip(evaluator.names, plan, strict=True)}
         if self.q.budget == "lt":
             kept = dict(zip(evaluator.names, evaluator.kept, strict=True))
@@ -166,11 +209,29 @@ class QLearningPlanner(Planner):
         self.committed_sparsity = 1.0 - sum(
             k - min(k, int(round(fractions[n] * k))) for n, k in zip(evaluator.names, evaluator.kept, strict=True)
         ) / evaluator.total
-        self._write_diagnostics(ctx, env, evaluator, logs, before, greedy_return, time.perf_counter() - began)
+        self._write_diagnostics(ctx, env, evaluator, logs, before, greedy_return, time.perf_counter() - began,
+                                greedy_plan, plan, optimum)
         return fractions
 
+    def _keeps_pruning(self, ctx: RoundContext, env: PruningEnv, plan: tuple[int, ...]) -> tuple[int, ...] | None:
+        """Free mode's stopping rule: a greedy plan that prunes nothing ends the run only once the retrained
+        validation accuracy has left the tolerance (target_accuracy x dense). While it is within, the best plan
+        that prunes something is committed instead (None: keep the greedy plan)."""
+        actions = self.config.prune.actions
+        if self.q.budget != "free" or any(actions[a] > 0 for a in plan) or not any(actions):
+            return None
+        if ctx.result.val_accuracy < self.q.target_accuracy * self.dense_val_accuracy:
+            return None
+        n_layers = env.evaluator.n_layers
+        if len(actions) ** n_layers <= MAX_ENUMERATED_PLANS:
+            plans = [p for p in itertools.product(range(len(actions)), repeat=n_layers) if any(actions[a] for a in p)]
+        else:  # the same smallest non-zero fraction everywhere
+            plans = [tuple([next(i for i, a in enumerate(actions) if a > 0)] * n_layers)]
+        return max(plans, key=lambda p: env.discounted_return(p, self.agent.gamma))  # type: ignore[union-attr]
+
     def _write_diagnostics(self, ctx: RoundContext, env: PruningEnv, evaluator: ProxyEvaluator, logs: list[dict],
-                           before: np.ndarray, greedy_return: float, seconds: float) -> None:
+                           before: np.ndarray, greedy_return: float, seconds: float, greedy: tuple[int, ...],
+                           committed: tuple[int, ...], optimum: tuple[tuple[int, ...], float] | None) -> None:
         run, table = ctx.run_dir, self.agent.table  # type: ignore[union-attr]
         visited = table.visits.sum(1) > 0
         changed = int(np.sum(visited & (np.argmax(before, 1) != np.argmax(table.values, 1))))
@@ -184,8 +245,17 @@ class QLearningPlanner(Planner):
                    "state_action_pairs_visited": int((table.visits > 0).sum()),
                    "state_action_pairs": int(table.visits.size), "proxy_evaluations": evaluator.evaluations,
                    "proxy_lookups": evaluator.lookups, "reference_proxy_accuracy": env.reference_accuracy,
-                   "target_sparsity": env.target_sparsity, "seconds": seconds}
+                   "target_sparsity": env.target_sparsity, "seconds": seconds,
+                   "proxy": self.q.proxy, "proxy_iterations": ctx.retrainer.iterations if ctx.retrainer else 0,
+                   "committed_plan": self._plan_text(committed), "forced_nonempty": committed != greedy,
+                   "greedy_discounted_return": env.discounted_return(greedy, self.agent.gamma)}  # type: ignore[union-attr]
+        if optimum is not None:
+            summary.update(optimal_plan=self._plan_text(optimum[0]), optimal_discounted_return=optimum[1],
+                           greedy_is_optimal=bool(summary["greedy_discounted_return"] >= optimum[1] - 1e-9))
         store.replace_round(run / paths.QLEARNING_ROUNDS, ctx.round, [summary])
+
+    def _plan_text(self, plan: tuple[int, ...]) -> str:
+        return "/".join(f"{self.config.prune.actions[a]:g}" for a in plan)
 
     # -- checkpointing ---------------------------------------------------------------------------------------
 
@@ -209,3 +279,14 @@ class QLearningPlanner(Planner):
         self.dense_val_accuracy = state["dense_val_accuracy"]
         self.committed = [tuple(t) for t in state["committed"]]
         self.committed_sparsity = state["committed_sparsity"]
+
+
+def _transitions(env: PruningEnv, plan: tuple[int, ...]) -> list[tuple]:
+    """The transitions of following `plan` from the start (for the feedback reward of a plan Q did not choose)."""
+    state, _ = env.reset()
+    out = []
+    for action in plan:
+        next_state, reward, terminated, _, _ = env.step(action)
+        out.append((state, action, reward, next_state, terminated))
+        state = next_state
+    return out

@@ -103,12 +103,15 @@ def train(
     snapshot_at: int | None = None,
     on_snapshot: Callable[[nn.Module], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    stop: int | None = None,
+    test: bool = True,
 ) -> TrainResult:
-    """Train from iteration `start` to `cfg.train_iterations`, replaying `order[start:]`.
+    """Train from iteration `start` to `stop` (default `cfg.train_iterations`), replaying `order[start:stop]`.
 
     Validation runs at `start`, every `eval_every` iterations and at the end; the early-stopping iteration is
     the one with the lowest validation loss. `on_snapshot` sees the model after `snapshot_at` iterations (the
-    rewind point) when that falls inside this run.
+    rewind point) when that falls inside this run. A planner's short trial retraining passes `stop` and
+    `test=False`: it must never see the test split.
     """
     began = time.perf_counter()
     masked: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
@@ -131,7 +134,7 @@ def train(
     if snapshot_at == start and on_snapshot:
         on_snapshot(model)
     record(start)
-    stop = cfg.train_iterations
+    stop = cfg.train_iterations if stop is None else stop
     chunk_start = start
     for it in range(start, stop):
         idx = order[it]
@@ -151,7 +154,7 @@ def train(
                 progress(done - chunk_start)
                 chunk_start = done
     best = min(curve, key=lambda row: row["val_loss"])
-    _, test_acc = evaluate(model, splits.test_x, splits.test_y)
+    test_acc = evaluate(model, splits.test_x, splits.test_y)[1] if test else float("nan")
     return TrainResult(
         test_accuracy=test_acc,
         val_accuracy=curve[-1]["val_accuracy"],
