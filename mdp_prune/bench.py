@@ -76,22 +76,28 @@ def bench_planner(dataset: str, engine_iterations_per_s: float, preset: str = "l
 
     from mdp_prune.config import PRESETS
     from mdp_prune.planners import PLANNERS, RoundContext
+    from mdp_prune.proxies import Retrainer
     from mdp_prune.training import TrainResult
 
     config = RunConfig().replace(**{**PRESETS[preset], "train.dataset": dataset, "prune.planner": "qlearning",
-                                    "train.train_iterations": 300, "device": "cpu"}).validate()
+                                    "device": "cpu"}).validate()
     setup = Setup(config)
     model = setup.model()
+    rewind = {k: v.clone() for k, v in model.state_dict().items()}
     masks = pruning.ones_like(prunable_weights(model))
-    result = train(model, masks, setup.splits, config.train, setup.order, 0)
+    # A few hundred steps give the planner trained-looking weights; its retraining proxy still trains each
+    # candidate for its share of the preset's full round, as in a real run.
+    result = train(model, masks, setup.splits, config.train, setup.order, 0, stop=300)
     planner = PLANNERS["qlearning"](config)
     seconds = []
     with tempfile.TemporaryDirectory() as tmp:
         from mdp_prune.models import layer_kinds
 
         for round_ in range(3):  # the dense round, then two pruned ones
+            retrainer = Retrainer(model, model.state_dict(), rewind, setup.splits, config.train, setup.order)
             ctx = RoundContext(round_, model, {n: w.detach() for n, w in prunable_weights(model).items()}, masks,
-                               layer_kinds(model), setup.splits, result, TrainResult(**result.to_dict()), Path(tmp))
+                               layer_kinds(model), setup.splits, result, TrainResult(**result.to_dict()), Path(tmp),
+                               retrainer)
             began = time.perf_counter()
             planner.observe(ctx)
             fractions = planner.propose(ctx)

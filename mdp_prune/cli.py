@@ -121,7 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("proxy-check", help="rank correlation of the planner's proxy with retrained accuracy")
     check.add_argument("run_dir", type=Path, help="a run folder written by `run`")
-    check.add_argument("--plans", type=int, default=10, help="random plans to retrain (default: 10)")
+    check.add_argument("--round", type=int, default=0,
+                       help="round whose trained weights the plans prune (default: 0, the dense network)")
+    check.add_argument("--plans", type=int, default=20, help="plans from the action set to retrain (default: 20)")
     check.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -179,9 +181,10 @@ def _dispatch(args: argparse.Namespace) -> None:
         removed = truncate_run(_run_dir(args.run_dir), args.round)
         print(f"removed {removed} round(s) from {args.run_dir}; rerun its command to redo them")
     elif args.command == "proxy-check":
-        from mdp_prune.proxy_check import PROXY_CHECK, proxy_check
+        from mdp_prune import paths
+        from mdp_prune.proxy_check import proxy_check
 
         run = _run_dir(args.run_dir)
-        rho, p, frame = proxy_check(run, args.plans, progress=not args.quiet)
-        print(f"Spearman rho = {rho:.3f} (p = {p:.3g}) between proxy and retrained validation accuracy "
-              f"over {len(frame)} plans; table in {run / PROXY_CHECK}")
+        summary = proxy_check(run, args.round, args.plans, progress=not args.quiet)
+        print(summary.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        print(f"tables in {paths.proxy_check_file(run, args.round).parent}")

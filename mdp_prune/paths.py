@@ -10,6 +10,8 @@
                                              the Q-learning planner's per-episode and per-round logs,
                                              and the Q-table after each round
         controls/<kind>.csv                  random reinitialisation / random pruning controls
+        proxy_check/round_<r>.csv            proxy-check: every proxy kind and the retrained truth per plan,
+        proxy_check/round_<r>_summary.csv    Spearman rho and cost per kind, and the round's W_T
 """
 
 from __future__ import annotations
@@ -55,6 +57,18 @@ def qtable_files(run: Path) -> list[Path]:
     """The Q-table snapshots of a run, in round order."""
     found = (run / "qtable").glob("round_*.npz")
     return sorted(found, key=lambda p: int(p.stem.removeprefix("round_")))
+
+
+def proxy_check_file(run: Path, round_: int) -> Path:
+    return run / "proxy_check" / f"round_{round_}.csv"
+
+
+def proxy_check_summary_file(run: Path, round_: int) -> Path:
+    return run / "proxy_check" / f"round_{round_}_summary.csv"
+
+
+def proxy_check_trained_file(run: Path, round_: int) -> Path:
+    return run / "proxy_check" / f"round_{round_}_trained.pt"
 
 
 def control_file(run: Path, kind: str) -> Path:

@@ -1,61 +1,134 @@
-"""`proxy-check`: does the planner's proxy (accuracy of pruned trained weights, no retraining) rank plans the way
-rewind-and-retrain does? Samples plans on the dense round's trained weights, retrains each from W_k, and
-reports the Spearman rank correlation between proxy and retrained validation accuracy.
+"""`proxy-check`: how well does each proxy kind rank plans the way rewind-and-retrain does?
+
+At round R of a run, the round's mask is retrained once from W_k (its trained weights W_T are kept, so a rerun
+skips it); then plans drawn from the planner's own action set, applied to W_T as the planner would apply them,
+are each retrained from W_k to the end (the truth). For every plan the table holds every proxy kind's accuracy
+(`pruned`, `finetune`, `rewind`, and `planner`: the reward's accuracy as the planner computes it, from its few
+retrained candidates) and the retrained validation and test accuracies. The summary gives each kind's
+Spearman rank correlation with the retrained validation accuracy and its cost in training steps per plan.
+Each plan's row is written when it finishes, so a killed check resumes where it stopped.
 """
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from scipy.stats import spearmanr
 
-from mdp_prune import paths, pruning, store
+from mdp_prune import paths, store
 from mdp_prune.config import ConfigError, RunConfig
 from mdp_prune.env import ProxyEvaluator
 from mdp_prune.imp import Setup, dense_round
 from mdp_prune.models import prunable_weights
+from mdp_prune.proxies import MAX_ENUMERATED_PLANS, RETRAINING_KINDS, RetrainedProxy, Retrainer, proxy_iterations
 from mdp_prune.training import derive_seed
 
-PROXY_CHECK = "proxy_check.csv"
-# Per-layer prune fractions the sampled plans draw from: wider than one round's action set, so that the plans
-# span 100 % to 2 % of a layer's weights and the ranking has something to rank.
-CHECK_FRACTIONS = (0.0, 0.5, 0.75, 0.9, 0.95, 0.98)
+KINDS = ("pruned", *RETRAINING_KINDS, "planner")
 
 
-def proxy_check(run: Path, n_plans: int = 10, progress: bool = True) -> tuple[float, float, pd.DataFrame]:
+def proxy_check(run: Path, round_: int, n_plans: int = 20, progress: bool = True) -> pd.DataFrame:
+    """Retrain `n_plans` plans of round `round_` and write every proxy kind's value beside the truth. Returns the
+    summary (one row per kind: Spearman rho, p-value, steps per plan)."""
     if n_plans < 3:
         raise ConfigError(f"--plans must be at least 3 for a rank correlation, got {n_plans}")
     config = RunConfig.from_dict(store.read_json(run / paths.CONFIG))
+    rows = store.read_csv(run / paths.ROUNDS)
+    last = int(rows["round"].iloc[-1]) if len(rows) else -1
+    if not 0 <= round_ <= last:
+        raise ConfigError(f"--round must be a trained round of {run} (0 to {last}), got {round_}")
     setup = Setup(config)
     dense = dense_round(setup, run.parent, progress)
+    masks = _round_masks(run, round_, setup)
     model = setup.model()
-    model.load_state_dict(dense["trained"])
+    trained = _trained_weights(run, round_, setup, dense, masks, progress)
+    model.load_state_dict(trained)
     weights = {n: w.detach() for n, w in prunable_weights(model).items()}
-    actions = CHECK_FRACTIONS
-    n_proxy = min(config.qlearning.proxy_examples, len(setup.splits.val_y))
-    evaluator = ProxyEvaluator(model, weights, pruning.ones_like(weights), actions,
-                               setup.splits.val_x[:n_proxy], setup.splits.val_y[:n_proxy])
-    rng = np.random.default_rng(derive_seed(config.train.seed, "proxy-check"))
-    plans = [tuple(int(a) for a in rng.integers(len(actions), size=evaluator.n_layers)) for _ in range(n_plans)]
-    out = run / PROXY_CHECK
+
+    actions = config.prune.actions
+    q = config.qlearning
+    n_proxy = min(q.proxy_examples, len(setup.splits.val_y))
+    cheap = ProxyEvaluator(model, weights, masks, actions, setup.splits.val_x[:n_proxy], setup.splits.val_y[:n_proxy])
+    retrainer = Retrainer(model, trained, dense["rewind"], setup.splits, config.train, setup.order)
+    steps = proxy_iterations(q.proxy_share, config.train)
+    plans = _sample_plans(cheap.n_layers, len(actions), n_plans, derive_seed(config.train.seed, "proxy-check", round_))
+
+    out = paths.proxy_check_file(run, round_)
     done = store.read_csv(out)
+    finished = set(done["plan_index"]) if not done.empty else set()
+    planner_proxy: RetrainedProxy | None = None
     for i, plan in enumerate(plans):
-        if not done.empty and i in set(done["plan_index"]):
+        if i in finished:
             continue
-        masks = evaluator.plan_masks(plan)
-        retrained = setup.model()
-        retrained.load_state_dict(dense["rewind"])
-        result = setup.train(retrained, masks, config.train.rewind_iteration, f"plan {i + 1}/{n_plans}", progress)
-        store.append_csv(out, [{"plan_index": i, "plan": "/".join(f"{actions[a]:g}" for a in plan),
-                                "weights_remaining": evaluator.remaining(plan),
-                                "proxy_accuracy": evaluator.accuracy(plan),
-                                "retrained_val_accuracy": result.val_accuracy,
-                                "retrained_test_accuracy": result.test_accuracy}])
+        if planner_proxy is None:  # its candidates cost proxy_candidates short retrains: only when needed
+            planner_proxy = RetrainedProxy(cheap, lambda m: retrainer.accuracy(q.proxy if q.proxy in RETRAINING_KINDS
+                                                                               else "rewind", m, steps),
+                                           q.proxy_candidates)
+        plan_masks = cheap.plan_masks(plan)
+        truth = setup.model()
+        truth.load_state_dict(dense["rewind"])
+        result = setup.train(truth, plan_masks, config.train.rewind_iteration, f"plan {i + 1}/{n_plans}", progress)
+        store.append_csv(out, [{
+            "plan_index": i, "plan": "/".join(f"{actions[a]:g}" for a in plan),
+            "weights_remaining": cheap.remaining(plan),
+            "pruned": cheap.accuracy(plan),
+            **{kind: retrainer.accuracy(kind, plan_masks, steps) for kind in RETRAINING_KINDS},
+            "planner": planner_proxy.accuracy(plan),
+            "retrained_val_accuracy": result.val_accuracy, "retrained_test_accuracy": result.test_accuracy,
+        }])
     frame = store.read_csv(out)
-    frame = frame[frame["plan_index"] < n_plans]
-    if frame["proxy_accuracy"].nunique() < 2 or frame["retrained_val_accuracy"].nunique() < 2:
-        return float("nan"), float("nan"), frame  # constant input: no ranking to compare
-    rho, p = spearmanr(frame["proxy_accuracy"], frame["retrained_val_accuracy"])
-    return float(rho), float(p), frame
+    summary = summarize(frame[frame["plan_index"] < n_plans], steps, q.proxy_candidates,
+                        config.train.train_iterations - config.train.rewind_iteration)
+    store.write_csv(paths.proxy_check_summary_file(run, round_), summary)
+    return summary
+
+
+def summarize(frame: pd.DataFrame, steps: int, candidates: int, round_steps: int) -> pd.DataFrame:
+    """Spearman rho of each proxy kind against the retrained validation accuracy, and its cost."""
+    cost = {"pruned": 0, "finetune": steps, "rewind": steps, "planner": steps * candidates}
+    note = {"pruned": "per plan", "finetune": "per plan", "rewind": "per plan", "planner": "per round (candidates)"}
+    out = []
+    for kind in KINDS:
+        x, y = frame[kind], frame["retrained_val_accuracy"]
+        rho, p = spearmanr(x, y) if x.nunique() > 1 and y.nunique() > 1 else (float("nan"), float("nan"))
+        out.append({"proxy": kind, "plans": len(frame), "spearman_rho": float(rho), "p_value": float(p),
+                    "proxy_steps": cost[kind], "cost": note[kind],
+                    "share_of_round": cost[kind] / round_steps if round_steps else float("nan"),
+                    "mean_gap_to_truth": float((x - y).mean())})
+    return pd.DataFrame(out)
+
+
+def _round_masks(run: Path, round_: int, setup: Setup) -> dict[str, torch.Tensor]:
+    if round_ == 0:
+        return {n: torch.ones_like(w) for n, w in prunable_weights(setup.model()).items()}
+    return {n: m.to(setup.device) for n, m in store.load_torch(paths.masks_file(run, round_)).items()}
+
+
+def _trained_weights(run: Path, round_: int, setup: Setup, dense: dict, masks: dict[str, torch.Tensor],
+                     progress: bool) -> dict[str, torch.Tensor]:
+    """W_T of round `round_`: the dense round's, or the round's mask retrained from W_k once and kept."""
+    if round_ == 0:
+        return dense["trained"]
+    path = paths.proxy_check_trained_file(run, round_)
+    if path.is_file():
+        return store.load_torch(path, setup.device)
+    model = setup.model()
+    model.load_state_dict(dense["rewind"])
+    setup.train(model, masks, setup.config.train.rewind_iteration, f"round {round_} (W_T)", progress)
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    store.save_torch(path, state)
+    return {k: v.to(setup.device) for k, v in state.items()}
+
+
+def _sample_plans(n_layers: int, n_actions: int, n_plans: int, seed: int) -> list[tuple[int, ...]]:
+    """`n_plans` distinct full plans drawn uniformly from the planner's plan space (fixed for a seed and round)."""
+    rng = np.random.default_rng(seed)
+    if n_actions**n_layers <= MAX_ENUMERATED_PLANS:
+        space = list(itertools.product(range(n_actions), repeat=n_layers))
+        if n_plans > len(space):
+            raise ConfigError(f"--plans must be at most the {len(space)} plans of this network, got {n_plans}")
+        return [space[i] for i in rng.choice(len(space), size=n_plans, replace=False)]
+    return [tuple(int(a) for a in rng.integers(n_actions, size=n_layers)) for _ in range(n_plans)]

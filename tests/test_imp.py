@@ -17,8 +17,8 @@ def _rounds(run):
 def test_lt_remaining_follows_the_layerwise_rates(tmp_path, tiny):
     run = run_imp(tiny(rounds=4), tmp_path, progress=False)
     rows = pd.read_csv(run / paths.ROUNDS)
-    assert list(rows.columns[:7]) == ["round", "weights_remaining", "test_accuracy", "val_accuracy",
-                                      "early_stop_iteration", "train_iterations", "seconds"]
+    assert list(rows.columns[:8]) == ["round", "weights_remaining", "test_accuracy", "val_accuracy",
+                                      "early_stop_iteration", "train_iterations", "proxy_iterations", "seconds"]
     sizes = {"fc1": 64 * 32, "fc2": 32 * 16, "fc3": 16 * 10}
     for _, row in rows.iterrows():
         r = int(row["round"])

@@ -1,0 +1,190 @@
+"""The retraining-aware proxies, the exact optimum of a round's MDP, warm starts and the proxy-step count."""
+
+import itertools
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mdp_prune import paths, pruning
+from mdp_prune.cli import main
+from mdp_prune.config import ConfigError
+from mdp_prune.env import ProxyEvaluator, PruningEnv, exact_optimum, greedy_rollout
+from mdp_prune.imp import Setup, dense_round, run_imp
+from mdp_prune.models import prunable_weights
+from mdp_prune.proxies import Retrainer, RetrainedProxy
+from mdp_prune.qplanner import QLearningPlanner
+from qtable import QLearningAgent, QTable, make_schedule
+
+ACTIONS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+
+
+@pytest.fixture
+def round_pieces(tmp_path, tiny):
+    """A trained dense round of a tiny network and a committed mask with some weights already pruned."""
+    config = tiny(**{"train.train_iterations": 60})
+    setup = Setup(config)
+    dense = dense_round(setup, tmp_path, progress=False)
+    model = setup.model()
+    model.load_state_dict(dense["trained"])
+    weights = {n: w.detach() for n, w in prunable_weights(model).items()}
+    masks = pruning.magnitude_prune(weights, pruning.ones_like(weights), {n: 0.3 for n in weights})
+    cheap = ProxyEvaluator(model, weights, masks, ACTIONS, setup.splits.val_x[:200], setup.splits.val_y[:200])
+    retrainer = Retrainer(model, dense["trained"], dense["rewind"], setup.splits, config.train, setup.order)
+    return cheap, retrainer, weights, masks
+
+
+def test_proxy_masks_equal_magnitude_prune_for_the_same_plan(round_pieces):
+    cheap, _, weights, masks = round_pieces
+    for plan in [(0, 0, 0), (5, 1, 3), (2, 5, 5), (5,)]:
+        fractions = {n: ACTIONS[plan[i]] if i < len(plan) else 0.0 for i, n in enumerate(cheap.names)}
+        expected = pruning.magnitude_prune(weights, masks, fractions)
+        got = cheap.plan_masks(plan)
+        assert all(torch.equal(got[n], expected[n]) for n in expected)
+
+
+@pytest.mark.parametrize("kind", ["finetune", "rewind"])
+def test_retraining_proxies_are_deterministic_and_leave_the_round_untouched(round_pieces, kind):
+    cheap, retrainer, weights, masks = round_pieces
+    before_weights = {n: w.clone() for n, w in weights.items()}
+    before_masks = {n: m.clone() for n, m in masks.items()}
+    before_model = {k: v.clone() for k, v in retrainer.model.state_dict().items()}
+    plan_masks = cheap.plan_masks((5, 2, 1))
+    first = retrainer.accuracy(kind, plan_masks, 15)
+    second = retrainer.accuracy(kind, plan_masks, 15)
+    assert first == second
+    assert retrainer.iterations == 30  # every step counted
+    assert all(torch.equal(weights[n], before_weights[n]) for n in weights)
+    assert all(torch.equal(masks[n], before_masks[n]) for n in masks)
+    assert all(torch.equal(v, before_model[k]) for k, v in retrainer.model.state_dict().items())
+
+
+def test_planner_proxy_retrains_its_candidates_and_ranks_the_rest_below_them(round_pieces):
+    cheap, retrainer, _, _ = round_pieces
+    retrained = []
+
+    def retrain(masks):
+        retrained.append(masks)
+        return retrainer.accuracy("rewind", masks, 10)
+
+    proxy = RetrainedProxy(cheap, retrain, n_candidates=4)
+    assert len(retrained) == len(proxy.candidates) <= 4
+    for b, plan in proxy.candidates.items():
+        assert proxy.accuracy(plan) == pytest.approx(proxy.retrained[b])
+    for plan in itertools.product(range(len(ACTIONS)), repeat=cheap.n_layers):
+        assert proxy.accuracy(plan) <= proxy.retrained[proxy._bin(plan)] + 1e-12
+    assert len(retrained) == len(proxy.candidates)  # nothing retrained after construction
+
+
+class GridEvaluator:
+    """Synthetic round: every prefix has its own accuracy drop, so states never alias."""
+
+    n_layers = 2
+    actions = 3
+
+    def accuracy(self, plan):
+        index = sum(a * self.actions ** (len(plan) - 1 - i) for i, a in enumerate(plan))
+        drop = 0.0 if not plan else 0.001 * (1 + index + 10 * (len(plan) - 1))
+        penalty = 0.05 if plan[:1] == (2,) else 0.0  # pruning layer 0 hard hurts the real accuracy
+        return 0.9 - drop - (penalty if len(plan) == 2 else 0.0)
+
+    def remaining(self, plan):
+        return 1 - sum(0.25 * a for a in plan) / 2
+
+
+def _grid_env():
+    edges = tuple(0.001 * i + 0.0005 for i in range(40))
+    return PruningEnv(GridEvaluator(), 3, edges, (0.5, 0.8), target_accuracy=0.9, target_sparsity=0.6)
+
+
+def test_exact_optimum_equals_brute_force_and_q_learning_reaches_it():
+    env = _grid_env()
+    brute = {}
+    for plan in itertools.product(range(3), repeat=2):
+        env.reset()
+        brute[plan] = sum(0.9**t * env.step(a)[1] for t, a in enumerate(plan))
+    best = max(brute, key=brute.get)
+    plan, value = exact_optimum(env, 0.9, max_plans=100)
+    assert plan == best and value == pytest.approx(brute[best])
+    assert exact_optimum(env, 0.9, max_plans=8) is None  # 9 plans: too many to enumerate
+
+    agent = QLearningAgent(env.space.n_states, 3, alpha=make_schedule("constant", 0.5),
+                           epsilon=make_schedule("linear", 1.0, 0.0, 300), gamma=0.9, seed=0)
+    for _ in range(400):
+        agent.run_episode(env, max_steps=2)
+    assert greedy_rollout(env, agent.table.values)[0] == best
+
+
+def _q(tiny, **extra):
+    return tiny(**{"prune.planner": "qlearning", "qlearning.episodes": 30, "rounds": 3, **extra})
+
+
+def test_warm_start_loads_a_table_of_the_right_shape_and_rejects_another(tmp_path, tiny, capsys):
+    source = run_imp(_q(tiny, rounds=1), tmp_path / "source", progress=False)
+    final = QTable.load(paths.qtable_files(source)[-1])
+    planner = QLearningPlanner(_q(tiny, **{"qlearning.init_qtable": str(source)}))
+    planner._ensure_agent(final.n_states)
+    assert np.array_equal(planner.agent.table.values, final.values)
+    assert planner.agent.table.visits.sum() == 0  # visits describe this run's own exploration
+
+    other = run_imp(_q(tiny, rounds=1, **{"prune.actions": (0.0, 0.25, 0.5)}), tmp_path / "other", progress=False)
+    with pytest.raises(ConfigError, match="needs"):
+        QLearningPlanner(_q(tiny, **{"qlearning.init_qtable": str(other)}))._ensure_agent(final.n_states)
+    code = main(["run", "--dataset", "digits", "--model", "mlp", "--hidden-sizes", "32,16", "--train-iterations",
+                 "40", "--eval-every", "10", "--batch-size", "32", "--rounds", "1", "--planner", "qlearning",
+                 "--episodes", "30", "--init-qtable", str(other), "--out", str(tmp_path / "warm"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--init-qtable" in err
+
+
+def test_proxy_iterations_are_cumulative_and_resume_exactly(tmp_path, tiny):
+    config = _q(tiny, rounds=3, **{"qlearning.proxy_candidates": 3})
+    full = run_imp(config, tmp_path / "full", progress=False)
+    rows = pd.read_csv(full / paths.ROUNDS)
+    steps = rows["proxy_iterations"].diff().dropna()
+    assert rows["proxy_iterations"].iloc[0] > 0 and (steps > 0).all()
+    per_round = pd.read_csv(full / paths.QLEARNING_ROUNDS)["proxy_iterations"]
+    assert list(rows["proxy_iterations"]) == list(per_round.cumsum())
+
+    def kill(round_, model, masks):
+        if round_ == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_imp(config, tmp_path / "resumed", progress=False, on_round_start=kill)
+    resumed = run_imp(config, tmp_path / "resumed", progress=False)
+    pd.testing.assert_frame_equal(rows.drop(columns="seconds"),
+                                  pd.read_csv(resumed / paths.ROUNDS).drop(columns="seconds"), check_exact=True)
+
+
+class FragileEvaluator:
+    """Synthetic round where every cut costs accuracy: the reward's optimum is the plan that prunes nothing."""
+
+    n_layers = 2
+
+    def accuracy(self, plan):
+        return 0.0 if any(plan) else 0.9
+
+    def remaining(self, plan):
+        return 1 - sum(ACTIONS[a] for a in plan) / 2
+
+
+def test_free_mode_keeps_pruning_while_retrained_accuracy_is_within_the_tolerance(tiny):
+    planner = QLearningPlanner(_q(tiny, **{"qlearning.target_accuracy": 0.98}))
+    env = PruningEnv(FragileEvaluator(), len(ACTIONS), (0.01,), (0.5,), target_accuracy=0.9, target_sparsity=0.9)
+    planner._ensure_agent(env.space.n_states)
+    planner.dense_val_accuracy = 0.9
+    empty = (0, 0)
+    assert exact_optimum(env, 0.9, 100)[0] == empty
+
+    within = SimpleNamespace(result=SimpleNamespace(val_accuracy=0.89))  # 0.89 >= 0.98 * 0.9
+    forced = planner._keeps_pruning(within, env, empty)
+    others = [p for p in itertools.product(range(len(ACTIONS)), repeat=2) if p != empty]
+    assert forced == max(others, key=lambda p: env.discounted_return(p, planner.agent.gamma))
+    assert any(ACTIONS[a] for a in forced)
+
+    below = SimpleNamespace(result=SimpleNamespace(val_accuracy=0.80))
+    assert planner._keeps_pruning(below, env, empty) is None  # the stopping rule: empty plan, accuracy gone
+    assert planner._keeps_pruning(within, env, (1, 0)) is None  # a plan that prunes is kept as it is
