@@ -14,7 +14,7 @@ from mdp_prune.config import ConfigError
 from mdp_prune.env import ProxyEvaluator, PruningEnv, exact_optimum, greedy_rollout
 from mdp_prune.imp import Setup, dense_round, run_imp
 from mdp_prune.models import prunable_weights
-from mdp_prune.proxies import Retrainer, RetrainedProxy
+from mdp_prune.proxies import RetrainedProxy, Retrainer
 from mdp_prune.qplanner import QLearningPlanner
 from qtable import QLearningAgent, QTable, make_schedule
 
