@@ -96,7 +96,7 @@ class QLearningConfig:
     """The pruning MDP and its tabular Q-learning (DESIGN.md section 2); used by `--planner qlearning`."""
 
     episodes: int = _opt(600, "Q-learning episodes per round (one episode walks every prunable layer)")
-    alpha: float = _opt(0.2, "learning rate alpha of the Q update (start value of its schedule)")
+    alpha: float = _opt(0.5, "learning rate alpha of the Q update (start value of its schedule)")
     alpha_schedule: str = _opt("constant", "alpha schedule over a round's episodes: constant, linear, exponential")
     alpha_end: float = _opt(0.01, "final alpha of a linear or exponential schedule")
     gamma: float = _opt(0.9, "discount gamma")
