@@ -21,8 +21,9 @@ from scipy.stats import bootstrap
 from gridsearch.grid import Grid
 from gridsearch.runner import run_configs
 from gridsearch.summarize import _markdown, _pm, convergence
-from mdp_prune import paths, store
+from mdp_prune import store
 from mdp_prune.config import ConfigError, QLearningConfig, RunConfig
+from mdp_prune.store import paths
 
 GRID_CSV = "grid.csv"
 COMPARISON_CSV = "comparison.csv"
@@ -85,8 +86,8 @@ def select(table: pd.DataFrame, params: list[str]) -> dict[str, Any]:
 
 def _lt_remaining(config: RunConfig) -> float:
     """Fraction of weights the lt ladder keeps after `config.rounds` rounds (for the free-mode target)."""
-    from mdp_prune.imp import Setup
-    from mdp_prune.models import layer_kinds, prunable_weights
+    from mdp_prune.engine.models import layer_kinds, prunable_weights
+    from mdp_prune.experiments.imp import Setup
 
     model = Setup(config).model()
     p = config.prune
@@ -126,7 +127,7 @@ def compare(grid: Grid, out: Path, overrides: dict[str, Any] | None = None, pres
     if failed:
         raise ConfigError("comparison runs failed: " + "; ".join(failed))
 
-    from mdp_prune.controls import run_control
+    from mdp_prune.experiments.controls import run_control
 
     q_runs = [paths.run_dir(runs_dir(out), c) for c in chosen.values()]
     Parallel(n_jobs=n_jobs)(delayed(run_control)(run, "reinit", None, False) for run in q_runs)
@@ -157,8 +158,8 @@ def comparison_frame(out: Path, runs: dict[str, dict[int, Path]]) -> pd.DataFram
 
 
 def _speedup(config: RunConfig, per_layer: dict[str, float]) -> float:
-    from mdp_prune.imp import Setup
-    from mdp_prune.models import multiply_adds
+    from mdp_prune.engine.models import multiply_adds
+    from mdp_prune.experiments.imp import Setup
 
     setup = Setup(config)
     macs = multiply_adds(setup.model(), setup.splits.input_shape)
@@ -298,7 +299,7 @@ def write_figures(out: Path, frame: pd.DataFrame, table: pd.DataFrame) -> list[s
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mdp_prune import plots
+    from mdp_prune.viz import plots
 
     folder = out / FIGURES
     folder.mkdir(parents=True, exist_ok=True)

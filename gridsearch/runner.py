@@ -19,8 +19,9 @@ from typing import Any
 from joblib import Parallel, delayed, parallel_config
 from tqdm.auto import tqdm
 
-from mdp_prune import paths, store
+from mdp_prune import store
 from mdp_prune.config import ConfigError, RunConfig
+from mdp_prune.store import paths
 
 
 def _threads(n_jobs: int) -> int:
@@ -30,7 +31,7 @@ def _threads(n_jobs: int) -> int:
 def _dense(config: dict[str, Any], runs: str, threads: int) -> None:
     import torch
 
-    from mdp_prune.imp import Setup, dense_round
+    from mdp_prune.experiments.imp import Setup, dense_round
 
     torch.set_num_threads(threads)
     try:
@@ -43,7 +44,7 @@ def _cell(config: dict[str, Any], runs: str, threads: int) -> dict[str, Any]:
     """One cell, in a worker. Returns its status instead of raising, so one failure stops nothing."""
     import torch
 
-    from mdp_prune.imp import run_imp
+    from mdp_prune.experiments.imp import run_imp
 
     torch.set_num_threads(threads)
     cfg = RunConfig.from_dict(config)

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from mdp_prune import paths, store
+from mdp_prune import store
 from mdp_prune.config import ConfigError, RunConfig
-from mdp_prune.controls import KINDS
+from mdp_prune.experiments.controls import KINDS
+from mdp_prune.store import paths
 
 
 def _pm(values: pd.Series, scale: float = 100.0, digits: int = 2) -> str:

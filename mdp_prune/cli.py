@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_dir(path: Path) -> Path:
-    from mdp_prune import paths
+    from mdp_prune.store import paths
 
     if not paths.is_run_dir(path):
         raise ConfigError(f"{path} is not a run folder (no {paths.CONFIG} and {paths.ROUNDS})")
@@ -153,18 +153,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> None:
     if args.command == "run":
-        from mdp_prune.imp import run_imp
+        from mdp_prune.experiments.imp import run_imp
 
         config = config_from_args(args)
         run = run_imp(config, args.out, progress=not args.quiet)
         print(run)
     elif args.command == "control":
-        from mdp_prune.controls import run_control
+        from mdp_prune.experiments.controls import run_control
 
         print(run_control(_run_dir(args.run_dir), args.kind, args.rounds, progress=not args.quiet))
     elif args.command == "export":
-        from mdp_prune import paths, store
-        from mdp_prune.imp import export_ticket
+        from mdp_prune import store
+        from mdp_prune.experiments.imp import export_ticket
+        from mdp_prune.store import paths
 
         run = _run_dir(args.run_dir)
         rounds = store.read_csv(run / paths.ROUNDS)
@@ -174,12 +175,12 @@ def _dispatch(args: argparse.Namespace) -> None:
             raise ConfigError(f"--round must be between 0 and {last}, got {round_}")
         print(export_ticket(run, round_, args.output))
     elif args.command == "truncate":
-        from mdp_prune.imp import truncate_run
+        from mdp_prune.experiments.imp import truncate_run
 
         removed = truncate_run(_run_dir(args.run_dir), args.round)
         print(f"removed {removed} round(s) from {args.run_dir}; rerun its command to redo them")
     elif args.command == "proxy-check":
-        from mdp_prune.proxy_check import PROXY_CHECK, proxy_check
+        from mdp_prune.experiments.proxy_check import PROXY_CHECK, proxy_check
 
         run = _run_dir(args.run_dir)
         rho, p, frame = proxy_check(run, args.plans, progress=not args.quiet)

@@ -39,8 +39,8 @@ class TrainConfig:
     eval_every: int = _opt(100, "iterations between validation evaluations (early-stopping iteration)")
 
     def validate(self) -> None:
-        from mdp_prune.data import DATASETS
-        from mdp_prune.models import MODELS
+        from mdp_prune.engine.data import DATASETS
+        from mdp_prune.engine.models import MODELS
 
         _choice("dataset", self.dataset, DATASETS)
         _choice("model", self.model, MODELS)
@@ -77,7 +77,7 @@ class PruneConfig:
     target_remaining: float = _opt(0.0, "stop after the first round at or below this fraction of weights (0: never)")
 
     def validate(self) -> None:
-        from mdp_prune.planners import PLANNERS
+        from mdp_prune.planners.baselines import PLANNERS
 
         _choice("planner", self.planner, PLANNERS)
         for name in ("prune_fc", "prune_conv", "prune_output", "prune_global"):

@@ -5,8 +5,8 @@ import struct
 import numpy as np
 import pytest
 
-from mdp_prune import data
 from mdp_prune.config import ConfigError
+from mdp_prune.engine import data
 
 
 def _write_idx(path, array, compress=True):

@@ -2,11 +2,12 @@ import pandas as pd
 import pytest
 import torch
 
-from mdp_prune import paths, store
-from mdp_prune.controls import run_control
-from mdp_prune.imp import Setup, apply_ticket, run_imp
-from mdp_prune.models import prunable_weights
-from mdp_prune.training import train
+from mdp_prune import store
+from mdp_prune.engine.models import prunable_weights
+from mdp_prune.engine.training import train
+from mdp_prune.experiments.controls import run_control
+from mdp_prune.experiments.imp import Setup, apply_ticket, run_imp
+from mdp_prune.store import paths
 
 
 def _rounds(run):

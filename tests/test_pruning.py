@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from mdp_prune import pruning
-from mdp_prune.models import build_model, layer_kinds, multiply_adds, prunable_weights
+from mdp_prune.engine import pruning
+from mdp_prune.engine.models import build_model, layer_kinds, multiply_adds, prunable_weights
 
 
 def _weights(seed=0):

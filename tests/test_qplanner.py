@@ -6,11 +6,11 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 
-from mdp_prune import paths
-from mdp_prune.env import ProxyEvaluator, PruningEnv, greedy_rollout, purl_reward
-from mdp_prune.imp import Setup, run_imp
-from mdp_prune.models import prunable_weights
-from mdp_prune.qplanner import match_budget
+from mdp_prune.engine.models import prunable_weights
+from mdp_prune.experiments.imp import Setup, run_imp
+from mdp_prune.planners.qlearning.env import ProxyEvaluator, PruningEnv, greedy_rollout, purl_reward
+from mdp_prune.planners.qlearning.planner import match_budget
+from mdp_prune.store import paths
 from qtable import QLearningAgent, make_schedule
 
 ACTIONS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from mdp_prune.config import TrainConfig
-from mdp_prune.data import Splits
-from mdp_prune.models import prunable_weights
+from mdp_prune.engine.data import Splits
+from mdp_prune.engine.models import prunable_weights
 
 EVAL_BATCH = 4096
 

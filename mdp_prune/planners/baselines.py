@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from mdp_prune import pruning
 from mdp_prune.config import RunConfig
-from mdp_prune.data import Splits
-from mdp_prune.training import TrainResult, derive_seed
+from mdp_prune.engine import pruning
+from mdp_prune.engine.data import Splits
+from mdp_prune.engine.training import TrainResult, derive_seed
 
 
 @dataclass
@@ -111,7 +111,7 @@ class RandomAllocation(Planner):
 
 
 def _qlearning(config: RunConfig) -> Planner:
-    from mdp_prune.qplanner import QLearningPlanner
+    from mdp_prune.planners.qlearning.planner import QLearningPlanner
 
     return QLearningPlanner(config)
 

@@ -14,11 +14,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from mdp_prune import paths, store
+from mdp_prune import store
 from mdp_prune.config import RunConfig
-from mdp_prune.env import ProxyEvaluator, PruningEnv, greedy_rollout, purl_reward
-from mdp_prune.planners import Planner, RoundContext
-from mdp_prune.training import derive_seed
+from mdp_prune.engine.training import derive_seed
+from mdp_prune.planners.baselines import Planner, RoundContext
+from mdp_prune.planners.qlearning.env import ProxyEvaluator, PruningEnv, greedy_rollout, purl_reward
+from mdp_prune.store import paths
 from qtable import QLearningAgent, make_schedule
 
 

@@ -16,11 +16,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from mdp_prune import data, pruning
 from mdp_prune.config import RunConfig
-from mdp_prune.imp import Setup
-from mdp_prune.models import prunable_weights
-from mdp_prune.training import evaluate, train
+from mdp_prune.engine import data, pruning
+from mdp_prune.engine.models import prunable_weights
+from mdp_prune.engine.training import evaluate, train
+from mdp_prune.experiments.imp import Setup
 
 
 def _bare_loop(setup: Setup, model: torch.nn.Module, iterations: int) -> None:
@@ -75,8 +75,8 @@ def bench_planner(dataset: str, engine_iterations_per_s: float, preset: str = "l
     import tempfile
 
     from mdp_prune.config import PRESETS
-    from mdp_prune.planners import PLANNERS, RoundContext
-    from mdp_prune.training import TrainResult
+    from mdp_prune.engine.training import TrainResult
+    from mdp_prune.planners.baselines import PLANNERS, RoundContext
 
     config = RunConfig().replace(**{**PRESETS[preset], "train.dataset": dataset, "prune.planner": "qlearning",
                                     "train.train_iterations": 300, "device": "cpu"}).validate()
@@ -87,7 +87,7 @@ def bench_planner(dataset: str, engine_iterations_per_s: float, preset: str = "l
     planner = PLANNERS["qlearning"](config)
     seconds = []
     with tempfile.TemporaryDirectory() as tmp:
-        from mdp_prune.models import layer_kinds
+        from mdp_prune.engine.models import layer_kinds
 
         for round_ in range(3):  # the dense round, then two pruned ones
             ctx = RoundContext(round_, model, {n: w.detach() for n, w in prunable_weights(model).items()}, masks,
@@ -105,7 +105,7 @@ def bench_planner(dataset: str, engine_iterations_per_s: float, preset: str = "l
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mdp_prune.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m mdp_prune.experiments.bench", description=__doc__)
     default_data = "fashion-mnist" if data.DEBIAN_FASHION_MNIST.is_dir() else "digits"
     parser.add_argument("--dataset", default=default_data, help=f"data to train on (default: {default_data})")
     parser.add_argument("--iterations", type=int, default=3000, help="iterations per timing (default: 3000)")

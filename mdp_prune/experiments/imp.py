@@ -19,11 +19,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from mdp_prune import data, paths, pruning, store
+from mdp_prune import store
 from mdp_prune.config import ConfigError, RunConfig
-from mdp_prune.models import build_model, layer_kinds, prunable_weights
-from mdp_prune.planners import PLANNERS, RoundContext
-from mdp_prune.training import TrainResult, batch_order, resolve_device, train
+from mdp_prune.engine import data, pruning
+from mdp_prune.engine.models import build_model, layer_kinds, prunable_weights
+from mdp_prune.engine.training import TrainResult, batch_order, resolve_device, train
+from mdp_prune.planners.baselines import PLANNERS, RoundContext
+from mdp_prune.store import paths
 
 ROUND_COLUMNS = ["round", "weights_remaining", "test_accuracy", "val_accuracy", "early_stop_iteration",
                  "train_iterations", "seconds"]
@@ -184,7 +186,7 @@ def truncate_run(run: Path, round_: int) -> int:
     planner bug, or to replan from there). Rounds before it, their masks and the planner's state before round
     `round_` are kept, so the redone rounds are exactly what a fresh run would compute. Returns the number of
     rounds removed."""
-    from mdp_prune.controls import KINDS  # controls builds on this module
+    from mdp_prune.experiments.controls import KINDS  # controls builds on this module
 
     rows = store.read_csv(run / paths.ROUNDS)
     last = int(rows["round"].iloc[-1]) if len(rows) else -1

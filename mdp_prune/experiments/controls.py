@@ -13,11 +13,13 @@ from pathlib import Path
 
 import torch
 
-from mdp_prune import paths, pruning, store
+from mdp_prune import store
 from mdp_prune.config import ConfigError, RunConfig
-from mdp_prune.imp import Setup, round_row
-from mdp_prune.models import prunable_weights
-from mdp_prune.training import derive_seed
+from mdp_prune.engine import pruning
+from mdp_prune.engine.models import prunable_weights
+from mdp_prune.engine.training import derive_seed
+from mdp_prune.experiments.imp import Setup, round_row
+from mdp_prune.store import paths
 
 KINDS = ("reinit", "random-prune")
 

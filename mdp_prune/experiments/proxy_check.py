@@ -11,12 +11,14 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from mdp_prune import paths, pruning, store
+from mdp_prune import store
 from mdp_prune.config import ConfigError, RunConfig
-from mdp_prune.env import ProxyEvaluator
-from mdp_prune.imp import Setup, dense_round
-from mdp_prune.models import prunable_weights
-from mdp_prune.training import derive_seed
+from mdp_prune.engine import pruning
+from mdp_prune.engine.models import prunable_weights
+from mdp_prune.engine.training import derive_seed
+from mdp_prune.experiments.imp import Setup, dense_round
+from mdp_prune.planners.qlearning.env import ProxyEvaluator
+from mdp_prune.store import paths
 
 PROXY_CHECK = "proxy_check.csv"
 # Per-layer prune fractions the sampled plans draw from: wider than one round's action set, so that the plans
