@@ -19,9 +19,9 @@ from typing import Any
 from joblib import Parallel, delayed, parallel_config
 from tqdm.auto import tqdm
 
-from mdp_prune import store
-from mdp_prune.config import ConfigError, RunConfig
-from mdp_prune.store import paths
+from mdp_prune.config import RunConfig
+from mdp_prune.errors import UserError
+from mdp_prune.store import io, paths
 
 
 def _threads(n_jobs: int) -> int:
@@ -56,7 +56,7 @@ def _cell(config: dict[str, Any], runs: str, threads: int) -> dict[str, Any]:
         return {"run_dir": str(run), "status": "done", "error": "", "seconds": time.perf_counter() - began}
     except Exception as e:  # noqa: BLE001 - recorded per cell, reported in grid.csv
         message = f"{type(e).__name__}: {e}"
-        store.write_bytes(run / paths.ERROR, traceback.format_exc().encode())
+        io.write_bytes(run / paths.ERROR, traceback.format_exc().encode())
         return {"run_dir": str(run), "status": "failed", "error": message, "seconds": time.perf_counter() - began}
 
 
@@ -64,15 +64,15 @@ def _backend(backend: str, scheduler: str | None) -> Any:
     if backend == "loky":
         return nullcontext()
     if backend != "dask":
-        raise ConfigError(f"unknown backend {backend!r}; choose from loky, dask")
+        raise UserError(f"unknown backend {backend!r}; choose from loky, dask")
     if not scheduler:
-        raise ConfigError("--backend dask needs --scheduler tcp://HOST:PORT")
+        raise UserError("--backend dask needs --scheduler tcp://HOST:PORT")
     from distributed import Client
 
     try:
         client = Client(scheduler, timeout="10s")
     except OSError as e:
-        raise ConfigError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
+        raise UserError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
     return _DaskContext(client)
 
 

@@ -5,8 +5,8 @@ import struct
 import numpy as np
 import pytest
 
-from mdp_prune.config import ConfigError
 from mdp_prune.engine import data
+from mdp_prune.errors import UserError
 
 
 def _write_idx(path, array, compress=True):
@@ -63,12 +63,12 @@ def test_cifar_reader(tmp_path):
 def test_damaged_files_are_clear_errors(tmp_path):
     _fake_idx_folder(tmp_path)
     (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(b"garbage")
-    with pytest.raises(ConfigError, match="cannot read IDX file"):
+    with pytest.raises(UserError, match="cannot read IDX file"):
         data.DATASETS["fashion-mnist"](str(tmp_path))
     (tmp_path / "cifar-10-batches-py").mkdir()
     (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(b"garbage")
     (tmp_path / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"garbage")
-    with pytest.raises(ConfigError, match="cannot read CIFAR-10 batch"):
+    with pytest.raises(UserError, match="cannot read CIFAR-10 batch"):
         data.load_cifar_folder(tmp_path / "cifar-10-batches-py")
 
 

@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from mdp_prune.errors import lookup
+
 PRUNABLE_TYPES = (nn.Linear, nn.Conv2d)
 
 
@@ -69,7 +71,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 def build_model(name: str, input_shape: Sequence[int], num_classes: int, hidden_sizes: Sequence[int],
                 seed: int) -> nn.Module:
     """Build and initialise a model; the initialisation depends only on `seed`."""
-    model = MODELS[name](input_shape, num_classes, hidden_sizes)
+    model = lookup(MODELS, name, "model")(input_shape, num_classes, hidden_sizes)
     generator = torch.Generator().manual_seed(seed)
     for module in model.modules():
         if isinstance(module, PRUNABLE_TYPES):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,11 +17,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from mdp_prune.config import RunConfig
+from mdp_prune.config import PRESETS, RunConfig
 from mdp_prune.engine import data, pruning
-from mdp_prune.engine.models import prunable_weights
-from mdp_prune.engine.training import evaluate, train
+from mdp_prune.engine.models import layer_kinds, prunable_weights
+from mdp_prune.engine.training import TrainResult, evaluate, train
 from mdp_prune.experiments.imp import Setup
+from mdp_prune.planners.base import RoundContext
+from mdp_prune.planners.registry import make_planner
 
 
 def _bare_loop(setup: Setup, model: torch.nn.Module, iterations: int) -> None:
@@ -72,23 +75,15 @@ def bench_masked_loop(dataset: str, iterations: int, repeats: int) -> dict[str, 
 def bench_planner(dataset: str, engine_iterations_per_s: float, preset: str = "lenet") -> dict[str, float]:
     """Seconds the Q-learning planner spends on one round (its default episodes, proxy and logs) against the
     training time of one round of the preset (T - k iterations at the engine's measured speed)."""
-    import tempfile
-
-    from mdp_prune.config import PRESETS
-    from mdp_prune.engine.training import TrainResult
-    from mdp_prune.planners.baselines import PLANNERS, RoundContext
-
     config = RunConfig().replace(**{**PRESETS[preset], "train.dataset": dataset, "prune.planner": "qlearning",
                                     "train.train_iterations": 300, "device": "cpu"}).validate()
     setup = Setup(config)
     model = setup.model()
     masks = pruning.ones_like(prunable_weights(model))
     result = train(model, masks, setup.splits, config.train, setup.order, 0)
-    planner = PLANNERS["qlearning"](config)
+    planner = make_planner(config)
     seconds = []
     with tempfile.TemporaryDirectory() as tmp:
-        from mdp_prune.engine.models import layer_kinds
-
         for round_ in range(3):  # the dense round, then two pruned ones
             ctx = RoundContext(round_, model, {n: w.detach() for n, w in prunable_weights(model).items()}, masks,
                                layer_kinds(model), setup.splits, result, TrainResult(**result.to_dict()), Path(tmp))

@@ -11,14 +11,14 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from mdp_prune import store
-from mdp_prune.config import ConfigError, RunConfig
+from mdp_prune.config import RunConfig
 from mdp_prune.engine import pruning
 from mdp_prune.engine.models import prunable_weights
 from mdp_prune.engine.training import derive_seed
+from mdp_prune.errors import UserError
 from mdp_prune.experiments.imp import Setup, dense_round
 from mdp_prune.planners.qlearning.env import ProxyEvaluator
-from mdp_prune.store import paths
+from mdp_prune.store import io, paths
 
 PROXY_CHECK = "proxy_check.csv"
 # Per-layer prune fractions the sampled plans draw from: wider than one round's action set, so that the plans
@@ -28,8 +28,8 @@ CHECK_FRACTIONS = (0.0, 0.5, 0.75, 0.9, 0.95, 0.98)
 
 def proxy_check(run: Path, n_plans: int = 10, progress: bool = True) -> tuple[float, float, pd.DataFrame]:
     if n_plans < 3:
-        raise ConfigError(f"--plans must be at least 3 for a rank correlation, got {n_plans}")
-    config = RunConfig.from_dict(store.read_json(run / paths.CONFIG))
+        raise UserError(f"--plans must be at least 3 for a rank correlation, got {n_plans}")
+    config = RunConfig.from_dict(io.read_json(run / paths.CONFIG))
     setup = Setup(config)
     dense = dense_round(setup, run.parent, progress)
     model = setup.model()
@@ -42,7 +42,7 @@ def proxy_check(run: Path, n_plans: int = 10, progress: bool = True) -> tuple[fl
     rng = np.random.default_rng(derive_seed(config.train.seed, "proxy-check"))
     plans = [tuple(int(a) for a in rng.integers(len(actions), size=evaluator.n_layers)) for _ in range(n_plans)]
     out = run / PROXY_CHECK
-    done = store.read_csv(out)
+    done = io.read_csv(out)
     for i, plan in enumerate(plans):
         if not done.empty and i in set(done["plan_index"]):
             continue
@@ -50,12 +50,12 @@ def proxy_check(run: Path, n_plans: int = 10, progress: bool = True) -> tuple[fl
         retrained = setup.model()
         retrained.load_state_dict(dense["rewind"])
         result = setup.train(retrained, masks, config.train.rewind_iteration, f"plan {i + 1}/{n_plans}", progress)
-        store.append_csv(out, [{"plan_index": i, "plan": "/".join(f"{actions[a]:g}" for a in plan),
-                                "weights_remaining": evaluator.remaining(plan),
-                                "proxy_accuracy": evaluator.accuracy(plan),
-                                "retrained_val_accuracy": result.val_accuracy,
-                                "retrained_test_accuracy": result.test_accuracy}])
-    frame = store.read_csv(out)
+        io.append_csv(out, [{"plan_index": i, "plan": "/".join(f"{actions[a]:g}" for a in plan),
+                             "weights_remaining": evaluator.remaining(plan),
+                             "proxy_accuracy": evaluator.accuracy(plan),
+                             "retrained_val_accuracy": result.val_accuracy,
+                             "retrained_test_accuracy": result.test_accuracy}])
+    frame = io.read_csv(out)
     frame = frame[frame["plan_index"] < n_plans]
     if frame["proxy_accuracy"].nunique() < 2 or frame["retrained_val_accuracy"].nunique() < 2:
         return float("nan"), float("nan"), frame  # constant input: no ranking to compare

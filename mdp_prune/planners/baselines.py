@@ -1,59 +1,13 @@
-"""Planners: each round they choose, per prunable layer, the fraction of its remaining weights to prune.
-
-The IMP loop calls `observe` with the round's training result, then `propose`, then prunes by magnitude with
-the proposed fractions. A planner's whole state must round-trip through `state_dict` (tensors and plain Python
-values only, loadable with `weights_only=True`) so that a stopped run resumes exactly.
-"""
+"""The baselines: fixed rules that each round choose, per prunable layer, the fraction of its remaining weights
+to prune (the lottery ticket's layerwise rates, global magnitude, LAMP, ERK and a random allocation)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
 import numpy as np
-import torch
-from torch import nn
 
-from mdp_prune.config import RunConfig
 from mdp_prune.engine import pruning
-from mdp_prune.engine.data import Splits
-from mdp_prune.engine.training import TrainResult, derive_seed
-
-
-@dataclass
-class RoundContext:
-    """What a planner may look at after round `round` has trained."""
-
-    round: int
-    model: nn.Module  # the trained, masked network W_T (planners must not modify it)
-    weights: dict[str, torch.Tensor]  # its prunable weights, by layer name
-    masks: dict[str, torch.Tensor]  # the committed masks this round trained with
-    kinds: dict[str, str]  # 'conv', 'fc' or 'output' per layer
-    splits: Splits
-    result: TrainResult
-    dense_result: TrainResult  # round 0, the reference accuracy
-    run_dir: Path
-
-
-class Planner:
-    """Base class: stateless planners only override `propose`."""
-
-    def __init__(self, config: RunConfig) -> None:
-        self.config = config
-
-    def observe(self, ctx: RoundContext) -> None:
-        """See the result of training with the previously committed plan."""
-
-    def propose(self, ctx: RoundContext) -> dict[str, float]:
-        raise NotImplementedError
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
+from mdp_prune.engine.training import derive_seed
+from mdp_prune.planners.base import Planner, RoundContext
 
 
 class LotteryTicket(Planner):
@@ -108,19 +62,3 @@ class RandomAllocation(Planner):
             fractions = {name: float(actions[rng.integers(len(actions))]) for name in ctx.kinds}
             if any(fractions.values()) or not any(actions):
                 return fractions
-
-
-def _qlearning(config: RunConfig) -> Planner:
-    from mdp_prune.planners.qlearning.planner import QLearningPlanner
-
-    return QLearningPlanner(config)
-
-
-PLANNERS: dict[str, Callable[[RunConfig], Planner]] = {
-    "lt": LotteryTicket,
-    "global": GlobalMagnitude,
-    "random": RandomAllocation,
-    "lamp": Lamp,
-    "erk": Erk,
-    "qlearning": _qlearning,
-}

@@ -14,12 +14,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from mdp_prune import store
 from mdp_prune.config import RunConfig
 from mdp_prune.engine.training import derive_seed
-from mdp_prune.planners.baselines import Planner, RoundContext
+from mdp_prune.planners.base import Planner, RoundContext
 from mdp_prune.planners.qlearning.env import ProxyEvaluator, PruningEnv, greedy_rollout, purl_reward
-from mdp_prune.store import paths
+from mdp_prune.store import io, paths
 from qtable import QLearningAgent, make_schedule
 
 
@@ -175,7 +174,7 @@ class QLearningPlanner(Planner):
         run, table = ctx.run_dir, self.agent.table  # type: ignore[union-attr]
         visited = table.visits.sum(1) > 0
         changed = int(np.sum(visited & (np.argmax(before, 1) != np.argmax(table.values, 1))))
-        store.replace_round(run / paths.QLEARNING_LOG, ctx.round, logs)
+        io.replace_round(run / paths.QLEARNING_LOG, ctx.round, logs)
         table.save(paths.qtable_file(run, ctx.round))
         last_plans = {row["greedy_plan"] for row in logs[-max(1, len(logs) // 10):]}
         summary = {"round": ctx.round, "episodes": len(logs), "greedy_return": greedy_return,
@@ -186,7 +185,7 @@ class QLearningPlanner(Planner):
                    "state_action_pairs": int(table.visits.size), "proxy_evaluations": evaluator.evaluations,
                    "proxy_lookups": evaluator.lookups, "reference_proxy_accuracy": env.reference_accuracy,
                    "target_sparsity": env.target_sparsity, "seconds": seconds}
-        store.replace_round(run / paths.QLEARNING_ROUNDS, ctx.round, [summary])
+        io.replace_round(run / paths.QLEARNING_ROUNDS, ctx.round, [summary])
 
     # -- checkpointing ---------------------------------------------------------------------------------------
 
