@@ -185,6 +185,15 @@ DATASETS: dict[str, Callable[[str], Splits]] = {
     "cifar10": load_cifar10,
 }
 
+# Input shape and number of classes of each dataset, known without loading it (for layer shapes); tests check
+# them against what the loaders return.
+SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
+    "digits": ((1, 8, 8), 10),
+    "fashion-mnist": ((1, 28, 28), 10),
+    "mnist": ((1, 28, 28), 10),
+    "cifar10": ((3, 32, 32), 10),
+}
+
 _CACHE: dict[tuple[str, str], Splits] = {}
 
 

@@ -14,9 +14,7 @@ class LotteryTicket(Planner):
     """Frankle & Carbin's fixed layerwise rates: conv, hidden fully connected and output layer."""
 
     def propose(self, ctx: RoundContext) -> dict[str, float]:
-        p = self.config.prune
-        rate = {"conv": p.prune_conv, "fc": p.prune_fc, "output": p.prune_output}
-        return {name: rate[kind] for name, kind in ctx.kinds.items()}
+        return pruning.lt_fractions({n: m.shape for n, m in ctx.masks.items()}, self.config.prune)
 
 
 class GlobalMagnitude(Planner):

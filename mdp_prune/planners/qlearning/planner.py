@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from mdp_prune.config import RunConfig
+from mdp_prune.engine import pruning
 from mdp_prune.engine.training import derive_seed
 from mdp_prune.planners.base import Planner, RoundContext
 from mdp_prune.planners.qlearning.env import ProxyEvaluator, PruningEnv, greedy_rollout, purl_reward
@@ -97,16 +98,12 @@ class QLearningPlanner(Planner):
         if self.q.budget == "free":
             return self.q.target_sparsity
         # Budget mode aims the reward at this round's lt sparsity: pruning past it earns nothing.
-        return 1.0 - self._lt_remaining(ctx) / sum(m.numel() for m in ctx.masks.values())
+        return 1.0 - self._lt_kept(ctx) / sum(m.numel() for m in ctx.masks.values())
 
-    def _lt_remaining(self, ctx: RoundContext) -> int:
-        """Weights the lt baseline keeps after round ctx.round + 1 prunings: its ladder, replayed on counts."""
-        p = self.config.prune
-        rate = {"conv": p.prune_conv, "fc": p.prune_fc, "output": p.prune_output}
-        kept = {n: m.numel() for n, m in ctx.masks.items()}
-        for _ in range(ctx.round + 1):
-            kept = {n: k - min(k, int(round(rate[ctx.kinds[n]] * k))) for n, k in kept.items()}
-        return sum(kept.values())
+    def _lt_kept(self, ctx: RoundContext) -> int:
+        """Weights (a count) the lt baseline keeps after this round's pruning, its (ctx.round + 1)-th."""
+        shapes = {n: m.shape for n, m in ctx.masks.items()}
+        return sum(pruning.lt_ladder(shapes, self.config.prune, ctx.round + 1)[-1].values())
 
     def _ensure_agent(self, n_states: int) -> None:
         if self.agent is not None:
@@ -160,11 +157,11 @@ class QLearningPlanner(Planner):
             kept = dict(zip(evaluator.names, evaluator.kept, strict=True))
             # The correction stays within the action set: a greedy plan that prunes one layer only must not put
             # the whole round's budget on that layer.
-            fractions = match_budget(fractions, kept, sum(evaluator.kept) - self._lt_remaining(ctx),
+            fractions = match_budget(fractions, kept, sum(evaluator.kept) - self._lt_kept(ctx),
                                      max_fraction=max(self.config.prune.actions))
         self.committed = transitions
         self.committed_sparsity = 1.0 - sum(
-            k - min(k, int(round(fractions[n] * k))) for n, k in zip(evaluator.names, evaluator.kept, strict=True)
+            k - pruning.prune_count(k, fractions[n]) for n, k in zip(evaluator.names, evaluator.kept, strict=True)
         ) / evaluator.total
         self._write_diagnostics(ctx, env, evaluator, logs, before, greedy_return, time.perf_counter() - began)
         return fractions
