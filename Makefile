@@ -35,7 +35,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 
 bench: $(STAMP)  ## speed ratios measured in one run -> bench/results.json
-	$(PY) -m mdp_prune.bench --out bench $(if $(THREADS),--threads $(THREADS))
+	$(PY) -m mdp_prune.experiments.bench --out bench $(if $(THREADS),--threads $(THREADS))
 
 gridsearch: $(STAMP)  ## Q-learning hyperparameter grid -> $(OUT)/grid.csv
 	$(PY) -m gridsearch search $(GRID_ARGS)

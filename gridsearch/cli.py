@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from mdp_prune.cli import _Parser, _tuple_of, guarded
-from mdp_prune.config import PRESETS, ConfigError
+from mdp_prune.config import PRESETS
+from mdp_prune.errors import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,10 +70,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         grid = dataclasses.replace(grid, seeds=list(args.seeds))
     if args.search_rounds is not None:
         if args.search_rounds < 1:
-            raise ConfigError(f"--search-rounds must be at least 1, got {args.search_rounds}")
+            raise UserError(f"--search-rounds must be at least 1, got {args.search_rounds}")
         grid = dataclasses.replace(grid, search_rounds=args.search_rounds)
     if args.n_jobs < 1:
-        raise ConfigError(f"--n-jobs must be at least 1, got {args.n_jobs}")
+        raise UserError(f"--n-jobs must be at least 1, got {args.n_jobs}")
     overrides: dict[str, Any] = {}
     for key, value in (("train.dataset", args.dataset), ("rounds", args.rounds), ("data_dir", args.data_dir),
                        ("device", args.device)):

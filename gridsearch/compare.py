@@ -21,8 +21,9 @@ from scipy.stats import bootstrap
 from gridsearch.grid import Grid
 from gridsearch.runner import run_configs
 from gridsearch.summarize import _markdown, _pm, convergence
-from mdp_prune import paths, store
-from mdp_prune.config import ConfigError, QLearningConfig, RunConfig
+from mdp_prune.config import QLearningConfig, RunConfig
+from mdp_prune.errors import UserError
+from mdp_prune.store import io, paths
 
 GRID_CSV = "grid.csv"
 COMPARISON_CSV = "comparison.csv"
@@ -36,7 +37,7 @@ def runs_dir(out: Path) -> Path:
 
 
 def _rounds(run: Path) -> pd.DataFrame:
-    return store.read_csv(run / paths.ROUNDS)
+    return io.read_csv(run / paths.ROUNDS)
 
 
 def search(grid: Grid, out: Path, overrides: dict[str, Any] | None = None, preset: str | None = None,
@@ -63,7 +64,7 @@ def search(grid: Grid, out: Path, overrides: dict[str, Any] | None = None, prese
                        rounds_done=int(rounds["round"].iloc[-1]))
         rows.append(row)
     table = pd.DataFrame(rows)
-    store.write_csv(out / GRID_CSV, table)
+    io.write_csv(out / GRID_CSV, table)
     return table
 
 
@@ -74,7 +75,7 @@ def select(table: pd.DataFrame, params: list[str]) -> dict[str, Any]:
     complete = done.groupby(params, sort=False).filter(
         lambda g: len(g) == int((table[params] == g[params].iloc[0]).all(axis=1).sum())) if params else done
     if complete.empty:
-        raise ConfigError("no grid combination finished on every seed; see the error column of grid.csv")
+        raise UserError("no grid combination finished on every seed; see the error column of grid.csv")
     if not params:
         return {}
     scores = complete.groupby(params, sort=False)["val_accuracy"].mean()
@@ -85,8 +86,8 @@ def select(table: pd.DataFrame, params: list[str]) -> dict[str, Any]:
 
 def _lt_remaining(config: RunConfig) -> float:
     """Fraction of weights the lt ladder keeps after `config.rounds` rounds (for the free-mode target)."""
-    from mdp_prune.imp import Setup
-    from mdp_prune.models import layer_kinds, prunable_weights
+    from mdp_prune.engine.models import layer_kinds, prunable_weights
+    from mdp_prune.experiments.imp import Setup
 
     model = Setup(config).model()
     p = config.prune
@@ -124,16 +125,16 @@ def compare(grid: Grid, out: Path, overrides: dict[str, Any] | None = None, pres
     failed = [f"{m} seed {s}: {r['error']}" for (m, s, _), r in zip(flat, results, strict=True)
               if r["status"] != "done"]
     if failed:
-        raise ConfigError("comparison runs failed: " + "; ".join(failed))
+        raise UserError("comparison runs failed: " + "; ".join(failed))
 
-    from mdp_prune.controls import run_control
+    from mdp_prune.experiments.controls import run_control
 
     q_runs = [paths.run_dir(runs_dir(out), c) for c in chosen.values()]
     Parallel(n_jobs=n_jobs)(delayed(run_control)(run, "reinit", None, False) for run in q_runs)
 
     frame = comparison_frame(out, {m: {s: paths.run_dir(runs_dir(out), c) for s, c in by_seed.items()}
                                    for m, by_seed in methods.items()})
-    store.write_csv(out / COMPARISON_CSV, frame)
+    io.write_csv(out / COMPARISON_CSV, frame)
     return write_report(out, frame, table, best, grid, next(iter(chosen.values())), target)
 
 
@@ -147,7 +148,7 @@ def comparison_frame(out: Path, runs: dict[str, dict[int, Path]]) -> pd.DataFram
             rows = _rounds(run)[columns].assign(method=method, seed=seed, run_dir=str(run.relative_to(out)))
             parts.append(rows)
             if method == "qlearning":
-                control = store.read_csv(paths.control_file(run, "reinit"))
+                control = io.read_csv(paths.control_file(run, "reinit"))
                 if not control.empty:
                     dense = rows[rows["round"] == 0]
                     parts.append(pd.concat([dense, control[columns].assign(
@@ -157,8 +158,8 @@ def comparison_frame(out: Path, runs: dict[str, dict[int, Path]]) -> pd.DataFram
 
 
 def _speedup(config: RunConfig, per_layer: dict[str, float]) -> float:
-    from mdp_prune.imp import Setup
-    from mdp_prune.models import multiply_adds
+    from mdp_prune.engine.models import multiply_adds
+    from mdp_prune.experiments.imp import Setup
 
     setup = Setup(config)
     macs = multiply_adds(setup.model(), setup.splits.input_shape)
@@ -288,7 +289,7 @@ def write_report(out: Path, frame: pd.DataFrame, table: pd.DataFrame, best: dict
     figures = write_figures(out, frame, table)
     lines += ["## Figures", ""] + [f"![{name}]({FIGURES}/{name}.png)" for name in figures] + [""]
     report = out / REPORT
-    store.write_bytes(report, "\n".join(lines).encode())
+    io.write_bytes(report, "\n".join(lines).encode())
     return report
 
 
@@ -298,7 +299,7 @@ def write_figures(out: Path, frame: pd.DataFrame, table: pd.DataFrame) -> list[s
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mdp_prune import plots
+    from mdp_prune.viz import plots
 
     folder = out / FIGURES
     folder.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,9 @@ from typing import Any
 import yaml
 from sklearn.model_selection import ParameterGrid
 
-from mdp_prune.config import PRESETS, ConfigError, RunConfig
+from mdp_prune.config import PRESETS, RunConfig
+from mdp_prune.errors import UserError
+from mdp_prune.experiments.imp import check_names
 
 GRIDS_DIR = Path(__file__).parent / "grids"
 
@@ -50,7 +52,7 @@ class Grid:
         out = []
         for combo in self.combinations():
             for seed in self.seeds:
-                config = RunConfig().replace(**{**base, **combo, "train.seed": seed}).validate()
+                config = check_names(RunConfig().replace(**{**base, **combo, "train.seed": seed}).validate())
                 out.append(Cell(len(out), combo, seed, config))
         return out
 
@@ -66,23 +68,23 @@ def builtin_grids() -> list[str]:
 def load_grid(name_or_path: str) -> Grid:
     path = GRIDS_DIR / f"{name_or_path}.yaml" if name_or_path in builtin_grids() else Path(name_or_path)
     if not path.is_file():
-        raise ConfigError(f"no grid {name_or_path!r}: give a YAML/JSON file or one of {', '.join(builtin_grids())}")
+        raise UserError(f"no grid {name_or_path!r}: give a YAML/JSON file or one of {', '.join(builtin_grids())}")
     try:
         raw = yaml.safe_load(path.read_text()) or {}  # JSON is YAML
     except yaml.YAMLError as e:
-        raise ConfigError(f"cannot parse grid {path}: {str(e).splitlines()[0]}") from None
+        raise UserError(f"cannot parse grid {path}: {str(e).splitlines()[0]}") from None
     unknown = set(raw) - {"base", "params", "seeds", "search_rounds"}
     if unknown or not isinstance(raw.get("params", {}), dict):
-        raise ConfigError(f"grid {path} must have only base, params, seeds and search_rounds (got {sorted(raw)})")
+        raise UserError(f"grid {path} must have only base, params, seeds and search_rounds (got {sorted(raw)})")
     params = {k: v if isinstance(v, list) else [v] for k, v in (raw.get("params") or {}).items()}
     if any(len(v) == 0 for v in params.values()):
-        raise ConfigError(f"grid {path} has a parameter with no values")
+        raise UserError(f"grid {path} has a parameter with no values")
     seeds = raw.get("seeds", [0])
     if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds) or not seeds:
-        raise ConfigError(f"grid {path}: seeds must be a non-empty list of integers")
+        raise UserError(f"grid {path}: seeds must be a non-empty list of integers")
     search_rounds = raw.get("search_rounds")
     if search_rounds is not None and (not isinstance(search_rounds, int) or search_rounds < 1):
-        raise ConfigError(f"grid {path}: search_rounds must be a positive integer, got {search_rounds!r}")
+        raise UserError(f"grid {path}: search_rounds must be a positive integer, got {search_rounds!r}")
     grid = Grid(path.stem, dict(raw.get("base") or {}), params, seeds, search_rounds)
     grid.cells()  # validate every field name and value now, with one clear error
     return grid

@@ -19,8 +19,9 @@ from typing import Any
 from joblib import Parallel, delayed, parallel_config
 from tqdm.auto import tqdm
 
-from mdp_prune import paths, store
-from mdp_prune.config import ConfigError, RunConfig
+from mdp_prune.config import RunConfig
+from mdp_prune.errors import UserError
+from mdp_prune.store import io, paths
 
 
 def _threads(n_jobs: int) -> int:
@@ -30,7 +31,7 @@ def _threads(n_jobs: int) -> int:
 def _dense(config: dict[str, Any], runs: str, threads: int) -> None:
     import torch
 
-    from mdp_prune.imp import Setup, dense_round
+    from mdp_prune.experiments.imp import Setup, dense_round
 
     torch.set_num_threads(threads)
     try:
@@ -43,7 +44,7 @@ def _cell(config: dict[str, Any], runs: str, threads: int) -> dict[str, Any]:
     """One cell, in a worker. Returns its status instead of raising, so one failure stops nothing."""
     import torch
 
-    from mdp_prune.imp import run_imp
+    from mdp_prune.experiments.imp import run_imp
 
     torch.set_num_threads(threads)
     cfg = RunConfig.from_dict(config)
@@ -55,7 +56,7 @@ def _cell(config: dict[str, Any], runs: str, threads: int) -> dict[str, Any]:
         return {"run_dir": str(run), "status": "done", "error": "", "seconds": time.perf_counter() - began}
     except Exception as e:  # noqa: BLE001 - recorded per cell, reported in grid.csv
         message = f"{type(e).__name__}: {e}"
-        store.write_bytes(run / paths.ERROR, traceback.format_exc().encode())
+        io.write_bytes(run / paths.ERROR, traceback.format_exc().encode())
         return {"run_dir": str(run), "status": "failed", "error": message, "seconds": time.perf_counter() - began}
 
 
@@ -63,15 +64,15 @@ def _backend(backend: str, scheduler: str | None) -> Any:
     if backend == "loky":
         return nullcontext()
     if backend != "dask":
-        raise ConfigError(f"unknown backend {backend!r}; choose from loky, dask")
+        raise UserError(f"unknown backend {backend!r}; choose from loky, dask")
     if not scheduler:
-        raise ConfigError("--backend dask needs --scheduler tcp://HOST:PORT")
+        raise UserError("--backend dask needs --scheduler tcp://HOST:PORT")
     from distributed import Client
 
     try:
         client = Client(scheduler, timeout="10s")
     except OSError as e:
-        raise ConfigError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
+        raise UserError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
     return _DaskContext(client)
 
 

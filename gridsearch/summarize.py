@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from mdp_prune import paths, store
-from mdp_prune.config import ConfigError, RunConfig
-from mdp_prune.controls import KINDS
+from mdp_prune.config import RunConfig
+from mdp_prune.errors import UserError
+from mdp_prune.store import io, paths
 
 
 def _pm(values: pd.Series, scale: float = 100.0, digits: int = 2) -> str:
@@ -45,12 +45,12 @@ def collect(run_dirs: Sequence[Path]) -> pd.DataFrame:
     parts = []
     for run in run_dirs:
         if not paths.is_run_dir(run):
-            raise ConfigError(f"{run} is not a run folder")
-        config = RunConfig.from_dict(store.read_json(run / paths.CONFIG))
+            raise UserError(f"{run} is not a run folder")
+        config = RunConfig.from_dict(io.read_json(run / paths.CONFIG))
         seed, method = config.train.seed, method_name(config)
-        parts.append(store.read_csv(run / paths.ROUNDS).assign(method=method, seed=seed))
-        for kind in KINDS:
-            control = store.read_csv(paths.control_file(run, kind))
+        parts.append(io.read_csv(run / paths.ROUNDS).assign(method=method, seed=seed))
+        for kind in paths.CONTROL_KINDS:
+            control = io.read_csv(paths.control_file(run, kind))
             if not control.empty:
                 parts.append(control.assign(method=f"{method} {kind}", seed=seed))
     return pd.concat(parts, ignore_index=True)
@@ -78,11 +78,11 @@ def convergence(run_dirs: Sequence[Path]) -> pd.DataFrame:
     rows = []
     for run in run_dirs:
         if not paths.is_run_dir(run):
-            raise ConfigError(f"{run} is not a run folder")
-        log = store.read_csv(run / paths.QLEARNING_ROUNDS)
+            raise UserError(f"{run} is not a run folder")
+        log = io.read_csv(run / paths.QLEARNING_ROUNDS)
         if log.empty:
             continue
-        config = RunConfig.from_dict(store.read_json(run / paths.CONFIG))
+        config = RunConfig.from_dict(io.read_json(run / paths.CONFIG))
         rows.append({"run": run.name, "method": method_name(config), "seed": config.train.seed,
                      "rounds with a stable greedy plan": f"{int(log['plan_stable_last_10pct'].sum())}/{len(log)}",
                      "max |ΔQ|, first episode (median)": f"{log['first_max_abs_dq'].median():.1e}",
@@ -90,5 +90,5 @@ def convergence(run_dirs: Sequence[Path]) -> pd.DataFrame:
                      "max |ΔQ|, last episode (worst round)": f"{log['final_max_abs_dq'].max():.1e}",
                      "planner seconds per round (median)": f"{log['seconds'].median():.2f}"})
     if not rows:
-        raise ConfigError("none of these folders holds a Q-learning run (no qlearning_rounds.csv)")
+        raise UserError("none of these folders holds a Q-learning run (no qlearning_rounds.csv)")
     return pd.DataFrame(rows)

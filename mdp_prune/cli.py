@@ -14,7 +14,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from mdp_prune.config import PRESETS, ConfigError, RunConfig
+from mdp_prune.config import PRESETS, RunConfig
+from mdp_prune.errors import UserError
+from mdp_prune.store import paths
 
 
 class _Parser(argparse.ArgumentParser):
@@ -101,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     control = sub.add_parser("control", help="random-reinitialisation or random-pruning control of a run's tickets")
     control.add_argument("run_dir", type=Path, help="a run folder written by `run`")
-    control.add_argument("--kind", choices=["reinit", "random-prune"], default="reinit",
+    control.add_argument("--kind", choices=paths.CONTROL_KINDS, default="reinit",
                          help="reinit: the ticket's mask with fresh random weights; random-prune: random masks "
                               "at the ticket's per-layer densities with the rewound weights (default: reinit)")
     control.add_argument("--rounds", type=_int_list, default=None,
@@ -129,10 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_dir(path: Path) -> Path:
-    from mdp_prune import paths
-
     if not paths.is_run_dir(path):
-        raise ConfigError(f"{path} is not a run folder (no {paths.CONFIG} and {paths.ROUNDS})")
+        raise UserError(f"{path} is not a run folder (no {paths.CONFIG} and {paths.ROUNDS})")
     return path
 
 
@@ -140,7 +140,7 @@ def guarded(action: Callable[[], int | None]) -> int:
     """Run a command: a user mistake is one line on stderr and exit code 2, an interruption exit code 130."""
     try:
         return action() or 0
-    except ConfigError as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -155,34 +155,34 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> None:
     if args.command == "run":
-        from mdp_prune.imp import run_imp
+        from mdp_prune.experiments.imp import run_imp
 
         config = config_from_args(args)
         run = run_imp(config, args.out, progress=not args.quiet)
         print(run)
     elif args.command == "control":
-        from mdp_prune.controls import run_control
+        from mdp_prune.experiments.controls import run_control
 
         print(run_control(_run_dir(args.run_dir), args.kind, args.rounds, progress=not args.quiet))
     elif args.command == "export":
-        from mdp_prune import paths, store
-        from mdp_prune.imp import export_ticket
+        from mdp_prune.experiments.imp import export_ticket
+        from mdp_prune.store import io, paths
 
         run = _run_dir(args.run_dir)
-        rounds = store.read_csv(run / paths.ROUNDS)
+        rounds = io.read_csv(run / paths.ROUNDS)
         last = int(rounds["round"].iloc[-1])
         round_ = last if args.round is None else args.round
         if not 0 <= round_ <= last:
-            raise ConfigError(f"--round must be between 0 and {last}, got {round_}")
+            raise UserError(f"--round must be between 0 and {last}, got {round_}")
         print(export_ticket(run, round_, args.output))
     elif args.command == "truncate":
-        from mdp_prune.imp import truncate_run
+        from mdp_prune.experiments.imp import truncate_run
 
         removed = truncate_run(_run_dir(args.run_dir), args.round)
         print(f"removed {removed} round(s) from {args.run_dir}; rerun its command to redo them")
     elif args.command == "proxy-check":
-        from mdp_prune import paths
-        from mdp_prune.proxy_check import proxy_check
+        from mdp_prune.experiments.proxy_check import proxy_check
+        from mdp_prune.store import paths
 
         run = _run_dir(args.run_dir)
         summary = proxy_check(run, args.round, args.plans, progress=not args.quiet)

@@ -13,9 +13,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-
-class ConfigError(ValueError):
-    """A user mistake in the configuration: reported as one line, exit code 2."""
+from mdp_prune.errors import UserError, unknown
+from qtable import SCHEDULE_KINDS
 
 
 def _opt(default: Any, help: str, **extra: Any) -> Any:
@@ -39,27 +38,23 @@ class TrainConfig:
     eval_every: int = _opt(100, "iterations between validation evaluations (early-stopping iteration)")
 
     def validate(self) -> None:
-        from mdp_prune.data import DATASETS
-        from mdp_prune.models import MODELS
-
-        _choice("dataset", self.dataset, DATASETS)
-        _choice("model", self.model, MODELS)
+        # Dataset and model names are checked where their registries are looked up (`check_names`).
         _choice("optimizer", self.optimizer, ("adam", "sgd"))
         if any(h < 1 for h in self.hidden_sizes) or not self.hidden_sizes:
-            raise ConfigError(f"--hidden-sizes must be positive integers, got {self.hidden_sizes}")
+            raise UserError(f"--hidden-sizes must be positive integers, got {self.hidden_sizes}")
         if self.train_iterations < 1:
-            raise ConfigError(f"--train-iterations must be at least 1, got {self.train_iterations}")
+            raise UserError(f"--train-iterations must be at least 1, got {self.train_iterations}")
         if not 0 <= self.rewind_iteration < self.train_iterations:
-            raise ConfigError(
+            raise UserError(
                 f"--rewind-iteration must be in [0, train_iterations={self.train_iterations}), "
                 f"got {self.rewind_iteration}"
             )
         if self.batch_size < 1:
-            raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
+            raise UserError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.eval_every < 1:
-            raise ConfigError(f"--eval-every must be at least 1, got {self.eval_every}")
+            raise UserError(f"--eval-every must be at least 1, got {self.eval_every}")
         if not self.lr > 0:
-            raise ConfigError(f"--lr must be positive, got {self.lr}")
+            raise UserError(f"--lr must be positive, got {self.lr}")
 
 
 @dataclass(frozen=True)
@@ -77,17 +72,15 @@ class PruneConfig:
     target_remaining: float = _opt(0.0, "stop after the first round at or below this fraction of weights (0: never)")
 
     def validate(self) -> None:
-        from mdp_prune.planners import PLANNERS
-
-        _choice("planner", self.planner, PLANNERS)
+        # The planner name is checked where the registry is looked up (`check_names`).
         for name in ("prune_fc", "prune_conv", "prune_output", "prune_global"):
             _fraction(name, getattr(self, name))
         if not self.actions:
-            raise ConfigError("--actions needs at least one fraction")
+            raise UserError("--actions needs at least one fraction")
         for a in self.actions:
             _fraction("actions", a)
         if list(self.actions) != sorted(set(self.actions)):
-            raise ConfigError(f"--actions must be strictly increasing, got {self.actions}")
+            raise UserError(f"--actions must be strictly increasing, got {self.actions}")
         _fraction("target_remaining", self.target_remaining)
 
 
@@ -131,37 +124,35 @@ class QLearningConfig:
     init_qtable: str = _opt("", "run folder whose final Q-table starts this run (warm start; empty: a fresh table)")
 
     def validate(self) -> None:
-        from qtable import SCHEDULE_KINDS
-
         if self.episodes < 1:
-            raise ConfigError(f"--episodes must be at least 1, got {self.episodes}")
+            raise UserError(f"--episodes must be at least 1, got {self.episodes}")
         for name in ("alpha", "alpha_end"):
             if not 0 < getattr(self, name) <= 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be in (0, 1], got {getattr(self, name)}")
+                raise UserError(f"--{name.replace('_', '-')} must be in (0, 1], got {getattr(self, name)}")
         for name in ("gamma", "epsilon", "epsilon_end", "explore_fraction", "decay"):
             if not 0 <= getattr(self, name) <= 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(self, name)}")
+                raise UserError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(self, name)}")
         _choice("alpha schedule", self.alpha_schedule, SCHEDULE_KINDS)
         _choice("epsilon schedule", self.epsilon_schedule, SCHEDULE_KINDS)
         _choice("budget", self.budget, ("free", "lt"))
         for name in ("accuracy_edges", "sparsity_edges"):
             edges = getattr(self, name)
             if not edges or list(edges) != sorted(set(edges)):
-                raise ConfigError(f"--{name.replace('_', '-')} must be strictly increasing, got {edges}")
+                raise UserError(f"--{name.replace('_', '-')} must be strictly increasing, got {edges}")
         if not 0 < self.target_accuracy <= 2:
-            raise ConfigError(f"--target-accuracy must be in (0, 2], got {self.target_accuracy}")
+            raise UserError(f"--target-accuracy must be in (0, 2], got {self.target_accuracy}")
         _fraction("target_sparsity", self.target_sparsity)
         if self.target_sparsity == 0:
-            raise ConfigError("--target-sparsity must be positive")
+            raise UserError("--target-sparsity must be positive")
         if self.beta <= 0:
-            raise ConfigError(f"--beta must be positive, got {self.beta}")
+            raise UserError(f"--beta must be positive, got {self.beta}")
         if self.proxy_examples < 1:
-            raise ConfigError(f"--proxy-examples must be at least 1, got {self.proxy_examples}")
+            raise UserError(f"--proxy-examples must be at least 1, got {self.proxy_examples}")
         _choice("proxy", self.proxy, ("pruned", "finetune", "rewind"))
         if not 0 < self.proxy_share <= 1:
-            raise ConfigError(f"--proxy-share must be in (0, 1], got {self.proxy_share}")
+            raise UserError(f"--proxy-share must be in (0, 1], got {self.proxy_share}")
         if self.proxy_candidates < 1:
-            raise ConfigError(f"--proxy-candidates must be at least 1, got {self.proxy_candidates}")
+            raise UserError(f"--proxy-candidates must be at least 1, got {self.proxy_candidates}")
 
 
 @dataclass(frozen=True)
@@ -183,7 +174,7 @@ class RunConfig:
         self.prune.validate()
         self.qlearning.validate()
         if self.rounds < 0:
-            raise ConfigError(f"--rounds must be non-negative, got {self.rounds}")
+            raise UserError(f"--rounds must be non-negative, got {self.rounds}")
         _choice("device", self.device, ("auto", "cpu", "cuda"))
         return self
 
@@ -209,7 +200,7 @@ class RunConfig:
             section, _, key = name.rpartition(".")
             target = d[section] if section else d
             if key not in target:
-                raise ConfigError(f"unknown configuration field {name!r}")
+                raise UserError(f"unknown configuration field {name!r}")
             target[key] = value
         return build(RunConfig, d)
 
@@ -235,7 +226,7 @@ def build(cls: type, d: dict[str, Any]) -> Any:
     types = {f.name: f for f in dataclasses.fields(cls)}
     for key, value in d.items():
         if key not in types:
-            raise ConfigError(f"unknown configuration field {key!r} in {cls.__name__}")
+            raise UserError(f"unknown configuration field {key!r} in {cls.__name__}")
         f = types[key]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         if dataclasses.is_dataclass(default):
@@ -254,12 +245,12 @@ def _digest(d: dict[str, Any]) -> str:
 
 def _choice(name: str, value: str, allowed: Any) -> None:
     if value not in allowed:
-        raise ConfigError(f"unknown {name} {value!r}; choose from {', '.join(sorted(allowed))}")
+        raise unknown(name, value, allowed)
 
 
 def _fraction(name: str, value: float) -> None:
     if not 0.0 <= value < 1.0:
-        raise ConfigError(f"--{name.replace('_', '-')} must be a fraction in [0, 1), got {value}")
+        raise UserError(f"--{name.replace('_', '-')} must be a fraction in [0, 1), got {value}")
 
 
 # The paper's recipes (Frankle & Carbin 2019, Figure 2). A preset sets these fields; flags given on the

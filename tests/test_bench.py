@@ -1,6 +1,6 @@
 import json
 
-from mdp_prune import bench
+from mdp_prune.experiments import bench
 
 
 def test_bench_writes_both_ratios(tmp_path, capsys):

@@ -4,8 +4,8 @@ import sys
 import pandas as pd
 import pytest
 
-from mdp_prune import paths
 from mdp_prune.cli import main
+from mdp_prune.store import paths
 
 TINY = ["--model", "mlp", "--hidden-sizes", "16", "--train-iterations", "20", "--eval-every", "10",
         "--quiet", "--device", "cpu"]

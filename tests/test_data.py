@@ -5,8 +5,8 @@ import struct
 import numpy as np
 import pytest
 
-from mdp_prune import data
-from mdp_prune.config import ConfigError
+from mdp_prune.engine import data
+from mdp_prune.errors import UserError
 
 
 def _write_idx(path, array, compress=True):
@@ -34,7 +34,7 @@ def test_idx_reader_roundtrip(tmp_path, compress):
     suffix = ".gz" if compress else ""
     assert np.array_equal(data.read_idx(tmp_path / f"train-images-idx3-ubyte{suffix}"), train_x)
     splits = data.DATASETS["fashion-mnist"](str(tmp_path))
-    assert splits.input_shape == (1, 28, 28)
+    assert (splits.input_shape, splits.num_classes) == data.SHAPES["fashion-mnist"] == data.SHAPES["mnist"]
     assert len(splits.val_y) == 20 and len(splits.train_y) == 100 and len(splits.test_y) == 30
     assert abs(float(splits.train_x.mean())) < 1e-4  # standardised with training statistics
     # The validation examples are held out of the training set, not copied.
@@ -56,19 +56,19 @@ def test_cifar_reader(tmp_path):
         with open(folder / name, "wb") as f:
             pickle.dump(batch, f)
     splits = data.load_cifar10(str(tmp_path))
-    assert splits.input_shape == (3, 32, 32)
+    assert (splits.input_shape, splits.num_classes) == data.SHAPES["cifar10"]
     assert len(splits.train_y) + len(splits.val_y) == 100 and len(splits.test_y) == 10
 
 
 def test_damaged_files_are_clear_errors(tmp_path):
     _fake_idx_folder(tmp_path)
     (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(b"garbage")
-    with pytest.raises(ConfigError, match="cannot read IDX file"):
+    with pytest.raises(UserError, match="cannot read IDX file"):
         data.DATASETS["fashion-mnist"](str(tmp_path))
     (tmp_path / "cifar-10-batches-py").mkdir()
     (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(b"garbage")
     (tmp_path / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"garbage")
-    with pytest.raises(ConfigError, match="cannot read CIFAR-10 batch"):
+    with pytest.raises(UserError, match="cannot read CIFAR-10 batch"):
         data.load_cifar_folder(tmp_path / "cifar-10-batches-py")
 
 
@@ -77,5 +77,5 @@ def test_digits_split_is_fixed_and_proportional():
     b = data.load_digits()
     n_train = len(a.train_y) + len(a.val_y)
     assert len(a.val_y) == round(n_train * 5 / 60) and len(a.test_y) == 360
-    assert a.input_shape == (1, 8, 8)
+    assert (a.input_shape, a.num_classes) == data.SHAPES["digits"]
     assert (a.val_x == b.val_x).all()

@@ -3,10 +3,11 @@
 import pandas as pd
 import pytest
 
-from mdp_prune import data, paths
 from mdp_prune.config import RunConfig
-from mdp_prune.controls import run_control
-from mdp_prune.imp import run_imp
+from mdp_prune.engine import data
+from mdp_prune.experiments.controls import run_control
+from mdp_prune.experiments.imp import run_imp
+from mdp_prune.store import paths
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import yaml
 from gridsearch.cli import main as grid_main
 from gridsearch.compare import COMPARISON_CSV, GRID_CSV, REPORT, search, seed_cell, select
 from gridsearch.grid import load_grid
-from mdp_prune import paths
+from mdp_prune.store import paths
 
 TINY_BASE = {"train.model": "mlp", "train.hidden_sizes": [16], "train.train_iterations": 30,
              "train.eval_every": 10, "train.batch_size": 32, "prune.planner": "qlearning",
@@ -59,7 +59,7 @@ def test_parallel_equals_serial_and_a_rerun_skips_finished_cells(tmp_path):
 
 def test_interrupted_grid_resumes(tmp_path):
     grid = _grid_file(tmp_path, {"qlearning.alpha": [0.1, 0.5]}, seeds=(0,))
-    from mdp_prune.imp import run_imp
+    from mdp_prune.experiments.imp import run_imp
 
     first = grid.cells()[0].config
     run_imp(first.replace(rounds=1), tmp_path / "out" / "runs", progress=False)  # a cell killed after round 1
@@ -68,7 +68,7 @@ def test_interrupted_grid_resumes(tmp_path):
 
 
 def test_search_rounds_score_cells_early_and_an_extended_cell_scores_as_before(tmp_path, capsys):
-    from mdp_prune.imp import run_imp
+    from mdp_prune.experiments.imp import run_imp
 
     path = tmp_path / "grid.yaml"
     path.write_text(yaml.safe_dump({"base": TINY_BASE, "params": {"qlearning.alpha": [0.1, 0.5]}, "seeds": [0],

@@ -2,11 +2,11 @@ import pandas as pd
 import pytest
 import torch
 
-from mdp_prune import paths, store
-from mdp_prune.controls import run_control
-from mdp_prune.imp import Setup, apply_ticket, run_imp
-from mdp_prune.models import prunable_weights
-from mdp_prune.training import train
+from mdp_prune.engine.models import prunable_weights
+from mdp_prune.engine.training import train
+from mdp_prune.experiments.controls import run_control
+from mdp_prune.experiments.imp import Setup, apply_ticket, run_imp
+from mdp_prune.store import io, paths
 
 
 def _rounds(run):
@@ -35,7 +35,7 @@ def test_each_round_starts_from_mask_times_rewind_weights(tmp_path, tiny, rewind
     seen = []
 
     def check(round_, model, masks):
-        rewind_state = store.load_torch(run_dir / paths.REWIND)
+        rewind_state = io.load_torch(run_dir / paths.REWIND)
         for name, w in prunable_weights(model).items():
             assert torch.equal(w, rewind_state[f"{name}.weight"] * masks[name])
         for name, p in model.state_dict().items():
@@ -47,7 +47,7 @@ def test_each_round_starts_from_mask_times_rewind_weights(tmp_path, tiny, rewind
     run_dir = paths.run_dir(tmp_path, config)
     run_imp(config, tmp_path, progress=False, on_round_start=check)
     assert seen == [1, 2, 3]
-    dense = store.load_torch(paths.dense_dir(tmp_path, config.train) / paths.DENSE)
+    dense = io.load_torch(paths.dense_dir(tmp_path, config.train) / paths.DENSE)
     assert torch.equal(dense["init"]["fc1.weight"], dense["rewind"]["fc1.weight"]) == (rewind == 0)
 
 
@@ -111,7 +111,7 @@ def test_a_truncated_run_redoes_its_rounds_exactly(tmp_path, tiny, capsys):
     assert list(pd.read_csv(cut / paths.ROUNDS)["round"]) == [0, 1]
     assert pd.read_csv(cut / paths.QLEARNING_ROUNDS)["round"].max() == 1
     assert not paths.masks_file(cut, 3).exists() and paths.masks_file(cut, 2).exists()
-    assert store.load_torch(cut / paths.TICKET)["round"] == 1
+    assert io.load_torch(cut / paths.TICKET)["round"] == 1
     run_imp(config, tmp_path / "cut", progress=False)
     pd.testing.assert_frame_equal(_rounds(full), _rounds(cut), check_exact=True)
     for table in (paths.CURVES, paths.QLEARNING_LOG):
@@ -145,11 +145,11 @@ def test_other_planners_prune_and_train(tmp_path, tiny, planner):
 
 def test_ticket_export_loads_through_torch_prune(tmp_path, tiny):
     run = run_imp(tiny(), tmp_path, progress=False)
-    ticket = store.load_torch(run / paths.TICKET)
+    ticket = io.load_torch(run / paths.TICKET)
     assert ticket["round"] == 3
     model = apply_ticket(Setup(tiny()).model(seed=123), run / paths.TICKET)
-    masks = store.load_torch(paths.masks_file(run, 3))
-    rewind = store.load_torch(run / paths.REWIND)
+    masks = io.load_torch(paths.masks_file(run, 3))
+    rewind = io.load_torch(run / paths.REWIND)
     for name, module in model.named_modules():
         if name in masks:
             assert torch.equal(module.weight_mask, masks[name])
@@ -182,17 +182,17 @@ def test_a_plan_that_prunes_nothing_ends_the_run(tmp_path, tiny):
 
 def test_a_kill_just_before_the_commit_leaves_no_duplicate_rows(tmp_path, tiny, monkeypatch):
     full = run_imp(tiny(), tmp_path / "full", progress=False)
-    real_append = store.append_csv
+    real_append = io.append_csv
 
     def crash_on_round_2(path, rows):
         if path.name == paths.ROUNDS and rows[0]["round"] == 2:
             raise KeyboardInterrupt
         real_append(path, rows)
 
-    monkeypatch.setattr(store, "append_csv", crash_on_round_2)
+    monkeypatch.setattr(io, "append_csv", crash_on_round_2)
     with pytest.raises(KeyboardInterrupt):
         run_imp(tiny(), tmp_path / "resumed", progress=False)
-    monkeypatch.setattr(store, "append_csv", real_append)
+    monkeypatch.setattr(io, "append_csv", real_append)
     resumed = run_imp(tiny(), tmp_path / "resumed", progress=False)
     for name in (paths.CURVES, paths.PLANS):
         a = pd.read_csv(full / name).drop(columns=["train_seconds", "plan_seconds"], errors="ignore")

@@ -8,14 +8,15 @@ import pandas as pd
 import pytest
 import torch
 
-from mdp_prune import paths, pruning
 from mdp_prune.cli import main
-from mdp_prune.config import ConfigError
-from mdp_prune.env import ProxyEvaluator, PruningEnv, exact_optimum, greedy_rollout
-from mdp_prune.imp import Setup, dense_round, run_imp
-from mdp_prune.models import prunable_weights
-from mdp_prune.proxies import RetrainedProxy, Retrainer
-from mdp_prune.qplanner import QLearningPlanner
+from mdp_prune.engine import pruning
+from mdp_prune.engine.models import prunable_weights
+from mdp_prune.errors import UserError
+from mdp_prune.experiments.imp import Setup, dense_round, run_imp
+from mdp_prune.planners.proxies import RetrainedProxy, Retrainer
+from mdp_prune.planners.qlearning.env import ProxyEvaluator, PruningEnv, exact_optimum, greedy_rollout
+from mdp_prune.planners.qlearning.planner import QLearningPlanner
+from mdp_prune.store import paths
 from qtable import QLearningAgent, QTable, make_schedule
 
 ACTIONS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
@@ -130,7 +131,7 @@ def test_warm_start_loads_a_table_of_the_right_shape_and_rejects_another(tmp_pat
     assert planner.agent.table.visits.sum() == 0  # visits describe this run's own exploration
 
     other = run_imp(_q(tiny, rounds=1, **{"prune.actions": (0.0, 0.25, 0.5)}), tmp_path / "other", progress=False)
-    with pytest.raises(ConfigError, match="needs"):
+    with pytest.raises(UserError, match="needs"):
         QLearningPlanner(_q(tiny, **{"qlearning.init_qtable": str(other)}))._ensure_agent(final.n_states)
     code = main(["run", "--dataset", "digits", "--model", "mlp", "--hidden-sizes", "32,16", "--train-iterations",
                  "40", "--eval-every", "10", "--batch-size", "32", "--rounds", "1", "--planner", "qlearning",

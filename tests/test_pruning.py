@@ -1,11 +1,14 @@
 import math
 
+import pandas as pd
 import pytest
 import torch
 from torch import nn
 
-from mdp_prune import pruning
-from mdp_prune.models import build_model, layer_kinds, multiply_adds, prunable_weights
+from mdp_prune.engine import pruning
+from mdp_prune.engine.models import build_model, layer_kinds, layer_shapes, multiply_adds, prunable_weights
+from mdp_prune.experiments.imp import run_imp
+from mdp_prune.store import io, paths
 
 
 def _weights(seed=0):
@@ -25,16 +28,16 @@ def test_fractions_compound_per_layer():
 
 
 def test_masks_only_shrink_and_inputs_untouched():
-    weights = _weights()
-    masks = pruning.ones_like(weights)
-    before = {n: w.clone() for n, w in weights.items()}
+    masks = pruning.ones_like(_weights())
     for step in range(4):
         weights = _weights(step)  # weights change between rounds, as after retraining
+        weights_before = {n: w.clone() for n, w in weights.items()}
+        masks_before = {n: m.clone() for n, m in masks.items()}
         new = pruning.magnitude_prune(weights, masks, {"a": 0.3, "b": 0.3})
-        for n in masks:
-            assert torch.all(new[n] <= masks[n])
+        for n in masks:  # the very tensors passed in are unchanged, and the new mask only removes weights
+            assert torch.equal(weights[n], weights_before[n]) and torch.equal(masks[n], masks_before[n])
+            assert torch.all(new[n] <= masks[n]) and new[n].data_ptr() != masks[n].data_ptr()
         masks = new
-    assert all(torch.equal(before[n], _weights(0)[n]) for n in before)
 
 
 def test_magnitude_not_sign_decides():
@@ -59,6 +62,26 @@ def test_global_fractions_match_a_global_threshold():
     threshold = torch.sort(all_w).values[int(round(0.25 * all_w.numel())) - 1]
     for n, w in weights.items():
         assert torch.equal(new[n], (w.abs() > threshold).float())
+
+
+@pytest.mark.parametrize("model", ["mlp", "conv2"])
+def test_lt_ladder_equals_what_an_lt_run_leaves(tmp_path, tiny, model):
+    """Budget mode and the comparison's target use the ladder computed from shapes alone; it must be, per layer
+    and round, what an lt run's masks keep."""
+    config = tiny(**{"train.model": model, "prune.prune_conv": 0.15}, rounds=4)
+    run = run_imp(config, tmp_path, progress=False)
+    shapes = layer_shapes(config.train)
+    ladder = pruning.lt_ladder(shapes, config.prune, config.rounds)
+    rows = pd.read_csv(run / paths.ROUNDS)
+    assert len(rows) == len(ladder) == 5
+    for r, kept in enumerate(ladder):
+        masks = io.load_torch(paths.masks_file(run, r)) if r else {n: torch.ones(s) for n, s in shapes.items()}
+        assert {n: m.shape for n, m in masks.items()} == shapes
+        assert {n: int(m.sum()) for n, m in masks.items()} == kept
+        for n in shapes:
+            assert rows.loc[r, f"remaining:{n}"] == pytest.approx(kept[n] / masks[n].numel(), rel=1e-9)
+    kinds = pruning.layer_kinds(shapes)
+    assert set(kinds.values()) == ({"conv", "fc", "output"} if model == "conv2" else {"fc", "output"})
 
 
 def test_erk_hits_the_overall_density_and_keeps_layers_legal():

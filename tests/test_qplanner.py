@@ -6,11 +6,12 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 
-from mdp_prune import paths
-from mdp_prune.env import ProxyEvaluator, PruningEnv, greedy_rollout, purl_reward
-from mdp_prune.imp import Setup, run_imp
-from mdp_prune.models import prunable_weights
-from mdp_prune.qplanner import match_budget
+from mdp_prune.engine import pruning
+from mdp_prune.engine.models import prunable_weights
+from mdp_prune.experiments.imp import Setup, run_imp
+from mdp_prune.planners.qlearning.env import ProxyEvaluator, PruningEnv, greedy_rollout, purl_reward
+from mdp_prune.planners.qlearning.planner import match_budget
+from mdp_prune.store import paths
 from qtable import QLearningAgent, make_schedule
 
 ACTIONS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
@@ -94,15 +95,35 @@ def test_episodes_never_touch_the_trained_weights_or_committed_mask(proxy):
 
 
 def test_one_action_index_always_prunes_the_same_weights(proxy):
-    evaluator, _, masks = proxy
-    for layer, name in enumerate(evaluator.names):
-        kept = int(masks[name].sum())
-        for a, fraction in enumerate(ACTIONS):
-            m = evaluator.layer_mask(layer, a)
-            assert int(m.sum()) == kept - round(fraction * kept)
-            assert torch.all(m <= masks[name])
-        evaluator._layer_masks.clear()  # recomputed from scratch: the same mask
-        assert torch.equal(evaluator.layer_mask(layer, 3), evaluator.layer_mask(layer, 3))
+    evaluator, model, masks = proxy
+    first = {(layer, a): evaluator.layer_mask(layer, a).clone() for layer in range(evaluator.n_layers)
+             for a in range(len(ACTIONS))}
+    for (layer, a), m in first.items():
+        kept = int(masks[evaluator.names[layer]].sum())
+        assert int(m.sum()) == kept - round(ACTIONS[a] * kept)
+        assert torch.all(m <= masks[evaluator.names[layer]])
+    # A second evaluator sorts the weights afresh (no shared cache) and prunes the very same weights.
+    fresh = ProxyEvaluator(model, evaluator.weights, masks, ACTIONS, evaluator.x, evaluator.y)
+    for (layer, a), m in reversed(first.items()):
+        assert torch.equal(fresh.layer_mask(layer, a), m)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_proxy_masks_equal_magnitude_prune_for_the_same_plan(proxy, ties):
+    """The proxy scores exactly the masks the IMP loop would commit for a plan: what the planner learns about a
+    plan is about that plan."""
+    evaluator, model, masks = proxy
+    weights = dict(evaluator.weights)
+    if ties:  # exact zeros and repeated magnitudes: the order among equals must agree too
+        weights = {n: (w * 4).round() / 4 for n, w in weights.items()}
+        evaluator = ProxyEvaluator(model, weights, masks, ACTIONS, evaluator.x, evaluator.y)
+    rng = np.random.default_rng(0)
+    for plan in [tuple(int(a) for a in rng.integers(len(ACTIONS), size=evaluator.n_layers)) for _ in range(20)]:
+        fractions = {n: ACTIONS[a] for n, a in zip(evaluator.names, plan, strict=True)}
+        expected = pruning.magnitude_prune(weights, masks, fractions)
+        got = evaluator.plan_masks(plan)
+        assert all(torch.equal(got[n], expected[n]) for n in evaluator.names), plan
+        assert evaluator.remaining(plan) == pruning.remaining(expected)[0]
 
 
 def test_match_budget_removes_exactly_the_budget_and_keeps_the_allocation():

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mdp_prune.config import ConfigError
+from mdp_prune.errors import UserError, lookup
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 SPLIT_SEED = 0  # the train/validation split is fixed across run seeds: seeds vary the ticket, not the data
@@ -87,7 +87,7 @@ def read_idx(path: Path) -> np.ndarray:
         data = np.frombuffer(raw, dtype=_IDX_TYPES[dtype_code], offset=4 + 4 * ndim)
         return data.reshape(shape)
     except (OSError, ValueError, struct.error, EOFError) as e:
-        raise ConfigError(f"cannot read IDX file {path}: {e}") from None
+        raise UserError(f"cannot read IDX file {path}: {e}") from None
 
 
 def _find(folder: Path, stem: str) -> Path | None:
@@ -103,7 +103,7 @@ def load_idx_folder(folder: Path, val_size: int = 5000) -> Splits:
     paths = [_find(folder, s) for s in stems]
     if any(p is None for p in paths):
         missing = [s for s, p in zip(stems, paths, strict=True) if p is None]
-        raise ConfigError(f"{folder} lacks IDX files: {', '.join(missing)}")
+        raise UserError(f"{folder} lacks IDX files: {', '.join(missing)}")
     x, y, tx, ty = (read_idx(p) for p in paths)  # type: ignore[arg-type]
     return _split(x[:, None] / 255.0, y, tx[:, None] / 255.0, ty, val_size=min(val_size, len(x) // 6),
                   num_classes=10)
@@ -119,7 +119,7 @@ def _torchvision_idx(name: str, data_dir: str) -> Splits:
         for train in (True, False):
             cls(str(root), train=train, download=True)
     except Exception as e:  # noqa: BLE001 - any download failure is the same user-facing problem
-        raise ConfigError(f"cannot download {name} to {root} ({e}); pass --data-dir with its IDX files") from None
+        raise UserError(f"cannot download {name} to {root} ({e}); pass --data-dir with its IDX files") from None
     return load_idx_folder(root / cls.__name__ / "raw")
 
 
@@ -128,7 +128,7 @@ def _idx_dataset(name: str, debian: Path | None) -> Callable[[str], Splits]:
         if data_dir:
             folder = Path(data_dir)
             if not folder.is_dir():
-                raise ConfigError(f"data directory {folder} does not exist")
+                raise UserError(f"data directory {folder} does not exist")
             for candidate in (folder, folder / "raw", folder / "MNIST" / "raw", folder / "FashionMNIST" / "raw"):
                 if _find(candidate, "train-images-idx3-ubyte"):
                     return load_idx_folder(candidate)
@@ -151,11 +151,11 @@ def load_cifar_folder(folder: Path, val_size: int = 5000) -> Splits:
                 d = pickle.load(f, encoding="latin1")
             return np.asarray(d["data"], np.uint8).reshape(-1, 3, 32, 32), np.asarray(d["labels"])
         except (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError) as e:
-            raise ConfigError(f"cannot read CIFAR-10 batch {folder / name}: {e}") from None
+            raise UserError(f"cannot read CIFAR-10 batch {folder / name}: {e}") from None
 
     train = [read(f"data_batch_{i}") for i in range(1, 6) if (folder / f"data_batch_{i}").is_file()]
     if not train or not (folder / "test_batch").is_file():
-        raise ConfigError(f"{folder} lacks CIFAR-10 batches (data_batch_1..5, test_batch)")
+        raise UserError(f"{folder} lacks CIFAR-10 batches (data_batch_1..5, test_batch)")
     x = np.concatenate([t[0] for t in train])
     y = np.concatenate([t[1] for t in train])
     tx, ty = read("test_batch")
@@ -165,7 +165,7 @@ def load_cifar_folder(folder: Path, val_size: int = 5000) -> Splits:
 def load_cifar10(data_dir: str = "") -> Splits:
     root = Path(data_dir or "data")
     if data_dir and not root.is_dir():
-        raise ConfigError(f"data directory {root} does not exist")
+        raise UserError(f"data directory {root} does not exist")
     for candidate in (root, root / "cifar-10-batches-py"):
         if (candidate / "test_batch").is_file():
             return load_cifar_folder(candidate)
@@ -174,7 +174,7 @@ def load_cifar10(data_dir: str = "") -> Splits:
     try:
         torchvision.datasets.CIFAR10(str(root), train=True, download=True)
     except Exception as e:  # noqa: BLE001
-        raise ConfigError(f"cannot download cifar10 to {root} ({e}); pass --data-dir with its batches") from None
+        raise UserError(f"cannot download cifar10 to {root} ({e}); pass --data-dir with its batches") from None
     return load_cifar_folder(root / "cifar-10-batches-py")
 
 
@@ -185,14 +185,22 @@ DATASETS: dict[str, Callable[[str], Splits]] = {
     "cifar10": load_cifar10,
 }
 
+# Input shape and number of classes of each dataset, known without loading it (for layer shapes); tests check
+# them against what the loaders return.
+SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
+    "digits": ((1, 8, 8), 10),
+    "fashion-mnist": ((1, 28, 28), 10),
+    "mnist": ((1, 28, 28), 10),
+    "cifar10": ((3, 32, 32), 10),
+}
+
 _CACHE: dict[tuple[str, str], Splits] = {}
 
 
 def load(name: str, data_dir: str = "") -> Splits:
     """Load a dataset by registry name; cached per process because grid cells share it."""
-    if name not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}; choose from {', '.join(sorted(DATASETS))}")
+    loader = lookup(DATASETS, name, "dataset")
     key = (name, data_dir)
     if key not in _CACHE:
-        _CACHE[key] = DATASETS[name](data_dir)
+        _CACHE[key] = loader(data_dir)
     return _CACHE[key]

@@ -16,12 +16,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from mdp_prune import paths, store
-from mdp_prune.config import ConfigError, RunConfig
-from mdp_prune.env import ProxyEvaluator, PruningEnv, exact_optimum, greedy_rollout, purl_reward
-from mdp_prune.planners import Planner, RoundContext
-from mdp_prune.proxies import MAX_ENUMERATED_PLANS, RETRAINING_KINDS, RetrainedProxy, proxy_iterations
-from mdp_prune.training import derive_seed
+from mdp_prune.config import RunConfig
+from mdp_prune.engine import pruning
+from mdp_prune.engine.training import derive_seed
+from mdp_prune.errors import UserError
+from mdp_prune.planners.base import Planner, RoundContext
+from mdp_prune.planners.proxies import MAX_ENUMERATED_PLANS, RETRAINING_KINDS, RetrainedProxy, proxy_iterations
+from mdp_prune.planners.qlearning.env import ProxyEvaluator, PruningEnv, exact_optimum, greedy_rollout, purl_reward
+from mdp_prune.store import io, paths
 from qtable import QLearningAgent, QTable, make_schedule
 
 
@@ -87,7 +89,7 @@ class QLearningPlanner(Planner):
         reward_evaluator = evaluator
         if self.q.proxy in RETRAINING_KINDS:
             if ctx.retrainer is None:
-                raise ConfigError(f"--proxy {self.q.proxy} needs the IMP loop's retrainer")
+                raise UserError(f"--proxy {self.q.proxy} needs the IMP loop's retrainer")
             iterations = proxy_iterations(self.q.proxy_share, self.config.train)
             retrainer, kind = ctx.retrainer, self.q.proxy
 
@@ -115,16 +117,12 @@ class QLearningPlanner(Planner):
         if self.q.budget == "free":
             return self.q.target_sparsity
         # Budget mode aims the reward at this round's lt sparsity: pruning past it earns nothing.
-        return 1.0 - self._lt_remaining(ctx) / sum(m.numel() for m in ctx.masks.values())
+        return 1.0 - self._lt_kept(ctx) / sum(m.numel() for m in ctx.masks.values())
 
-    def _lt_remaining(self, ctx: RoundContext) -> int:
-        """Weights the lt baseline keeps after round ctx.round + 1 prunings: its ladder, replayed on counts."""
-        p = self.config.prune
-        rate = {"conv": p.prune_conv, "fc": p.prune_fc, "output": p.prune_output}
-        kept = {n: m.numel() for n, m in ctx.masks.items()}
-        for _ in range(ctx.round + 1):
-            kept = {n: k - min(k, int(round(rate[ctx.kinds[n]] * k))) for n, k in kept.items()}
-        return sum(kept.values())
+    def _lt_kept(self, ctx: RoundContext) -> int:
+        """Weights (a count) the lt baseline keeps after this round's pruning, its (ctx.round + 1)-th."""
+        shapes = {n: m.shape for n, m in ctx.masks.items()}
+        return sum(pruning.lt_ladder(shapes, self.config.prune, ctx.round + 1)[-1].values())
 
     def _ensure_agent(self, n_states: int) -> None:
         if self.agent is not None:
@@ -149,14 +147,14 @@ class QLearningPlanner(Planner):
         run = Path(self.q.init_qtable)
         tables = paths.qtable_files(run)
         if not tables:
-            raise ConfigError(f"--init-qtable {run}: no Q-table found (expected {paths.qtable_file(run, 0)} ...)")
+            raise UserError(f"--init-qtable {run}: no Q-table found (expected {paths.qtable_file(run, 0)} ...)")
         try:
             table = QTable.load(tables[-1])
         except (OSError, ValueError, KeyError) as e:
-            raise ConfigError(f"--init-qtable: cannot read {tables[-1]} ({e})") from None
+            raise UserError(f"--init-qtable: cannot read {tables[-1]} ({e})") from None
         expected = (n_states, len(self.config.prune.actions))
         if table.values.shape != expected:
-            raise ConfigError(f"--init-qtable: {tables[-1]} holds a {table.values.shape[0]}x{table.values.shape[1]} "
+            raise UserError(f"--init-qtable: {tables[-1]} holds a {table.values.shape[0]}x{table.values.shape[1]} "
                               f"Q-table, this run needs {expected[0]}x{expected[1]} (other layers, actions or "
                               "bucket edges)")
         return table.values
@@ -203,11 +201,11 @@ class QLearningPlanner(Planner):
             kept = dict(zip(evaluator.names, evaluator.kept, strict=True))
             # The correction stays within the action set: a greedy plan that prunes one layer only must not put
             # the whole round's budget on that layer.
-            fractions = match_budget(fractions, kept, sum(evaluator.kept) - self._lt_remaining(ctx),
+            fractions = match_budget(fractions, kept, sum(evaluator.kept) - self._lt_kept(ctx),
                                      max_fraction=max(self.config.prune.actions))
         self.committed = transitions
         self.committed_sparsity = 1.0 - sum(
-            k - min(k, int(round(fractions[n] * k))) for n, k in zip(evaluator.names, evaluator.kept, strict=True)
+            k - pruning.prune_count(k, fractions[n]) for n, k in zip(evaluator.names, evaluator.kept, strict=True)
         ) / evaluator.total
         self._write_diagnostics(ctx, env, evaluator, logs, before, greedy_return, time.perf_counter() - began,
                                 greedy_plan, plan, optimum)
@@ -235,7 +233,7 @@ class QLearningPlanner(Planner):
         run, table = ctx.run_dir, self.agent.table  # type: ignore[union-attr]
         visited = table.visits.sum(1) > 0
         changed = int(np.sum(visited & (np.argmax(before, 1) != np.argmax(table.values, 1))))
-        store.replace_round(run / paths.QLEARNING_LOG, ctx.round, logs)
+        io.replace_round(run / paths.QLEARNING_LOG, ctx.round, logs)
         table.save(paths.qtable_file(run, ctx.round))
         last_plans = {row["greedy_plan"] for row in logs[-max(1, len(logs) // 10):]}
         summary = {"round": ctx.round, "episodes": len(logs), "greedy_return": greedy_return,
@@ -252,7 +250,7 @@ class QLearningPlanner(Planner):
         if optimum is not None:
             summary.update(optimal_plan=self._plan_text(optimum[0]), optimal_discounted_return=optimum[1],
                            greedy_is_optimal=bool(summary["greedy_discounted_return"] >= optimum[1] - 1e-9))
-        store.replace_round(run / paths.QLEARNING_ROUNDS, ctx.round, [summary])
+        io.replace_round(run / paths.QLEARNING_ROUNDS, ctx.round, [summary])
 
     def _plan_text(self, plan: tuple[int, ...]) -> str:
         return "/".join(f"{self.config.prune.actions[a]:g}" for a in plan)

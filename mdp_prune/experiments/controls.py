@@ -13,34 +13,34 @@ from pathlib import Path
 
 import torch
 
-from mdp_prune import paths, pruning, store
-from mdp_prune.config import ConfigError, RunConfig
-from mdp_prune.imp import Setup, round_row
-from mdp_prune.models import prunable_weights
-from mdp_prune.training import derive_seed
-
-KINDS = ("reinit", "random-prune")
+from mdp_prune.config import RunConfig
+from mdp_prune.engine import pruning
+from mdp_prune.engine.models import prunable_weights
+from mdp_prune.engine.training import derive_seed
+from mdp_prune.errors import UserError, unknown
+from mdp_prune.experiments.imp import Setup, round_row
+from mdp_prune.store import io, paths
 
 
 def run_control(run: Path, kind: str, rounds: list[int] | None = None, progress: bool = True) -> Path:
-    if kind not in KINDS:
-        raise ConfigError(f"unknown control {kind!r}; choose from {', '.join(KINDS)}")
-    config = RunConfig.from_dict(store.read_json(run / paths.CONFIG))
-    ticket_rows = store.read_csv(run / paths.ROUNDS)
+    if kind not in paths.CONTROL_KINDS:
+        raise unknown("control", kind, paths.CONTROL_KINDS)
+    config = RunConfig.from_dict(io.read_json(run / paths.CONFIG))
+    ticket_rows = io.read_csv(run / paths.ROUNDS)
     available = [int(r) for r in ticket_rows["round"] if r > 0]
     rounds = available if rounds is None else rounds
     missing = sorted(set(rounds) - set(available))
     if missing:
-        raise ConfigError(f"{run} has no trained round(s) {missing}; it has {available or 'only round 0'}")
+        raise UserError(f"{run} has no trained round(s) {missing}; it has {available or 'only round 0'}")
     setup = Setup(config)
-    rewind = store.load_torch(run / paths.REWIND, setup.device)
+    rewind = io.load_torch(run / paths.REWIND, setup.device)
     out = paths.control_file(run, kind)
-    done = set(store.read_csv(out).get("round", []))
+    done = set(io.read_csv(out).get("round", []))
     k = config.train.rewind_iteration
     for r in rounds:
         if r in done:
             continue
-        masks = {n: m.to(setup.device) for n, m in store.load_torch(paths.masks_file(run, r)).items()}
+        masks = {n: m.to(setup.device) for n, m in io.load_torch(paths.masks_file(run, r)).items()}
         if kind == "reinit":
             model = setup.model(seed=derive_seed(config.train.seed, "reinit", r) % 2**31)
         else:
@@ -54,5 +54,5 @@ def run_control(run: Path, kind: str, rounds: list[int] | None = None, progress:
         began = time.perf_counter()
         result = setup.train(model, masks, k, f"{kind} round {r}", progress)
         row = round_row(r, masks, result, config.train.train_iterations - k, time.perf_counter() - began)
-        store.append_csv(out, [row])
+        io.append_csv(out, [row])
     return out

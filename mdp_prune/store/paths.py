@@ -31,6 +31,8 @@ QLEARNING_LOG = "qlearning.csv"
 QLEARNING_ROUNDS = "qlearning_rounds.csv"
 DENSE = "dense.pt"
 ERROR = "error.txt"
+# The controls of a run's tickets, each in its own table (`control_file`).
+CONTROL_KINDS = ("reinit", "random-prune")
 
 
 def run_dir(out: Path | str, config: RunConfig) -> Path:

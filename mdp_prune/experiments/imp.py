@@ -19,12 +19,15 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from mdp_prune import data, paths, pruning, store
-from mdp_prune.config import ConfigError, RunConfig
-from mdp_prune.models import build_model, layer_kinds, prunable_weights
-from mdp_prune.planners import PLANNERS, RoundContext
-from mdp_prune.proxies import Retrainer
-from mdp_prune.training import TrainResult, batch_order, resolve_device, train
+from mdp_prune.config import RunConfig
+from mdp_prune.engine import data, pruning
+from mdp_prune.engine.models import MODELS, build_model, layer_kinds, prunable_weights
+from mdp_prune.engine.training import TrainResult, batch_order, resolve_device, train
+from mdp_prune.errors import UserError, lookup
+from mdp_prune.planners.base import RoundContext
+from mdp_prune.planners.proxies import Retrainer
+from mdp_prune.planners.registry import PLANNERS, make_planner
+from mdp_prune.store import io, paths
 
 ROUND_COLUMNS = ["round", "weights_remaining", "test_accuracy", "val_accuracy", "early_stop_iteration",
                  "train_iterations", "proxy_iterations", "seconds"]
@@ -65,7 +68,7 @@ def dense_round(setup: Setup, out: Path, progress: bool) -> dict[str, Any]:
     """Train (or load) round 0: the initial, rewind-point and trained weights and the dense result."""
     path = paths.dense_dir(out, setup.config.train) / paths.DENSE
     if path.is_file():
-        return store.load_torch(path)
+        return io.load_torch(path)
     model = setup.model()
     init = _state(model)
     snapshot: dict[str, dict[str, torch.Tensor]] = {}
@@ -73,7 +76,7 @@ def dense_round(setup: Setup, out: Path, progress: bool) -> dict[str, Any]:
                          snapshot_at=setup.config.train.rewind_iteration,
                          on_snapshot=lambda m: snapshot.update(rewind=_state(m)))
     dense = {"init": init, "rewind": snapshot["rewind"], "trained": _state(model), "result": result.to_dict()}
-    store.save_torch(path, dense)
+    io.save_torch(path, dense)
     return dense
 
 
@@ -87,22 +90,32 @@ def round_row(round_: int, masks: dict[str, torch.Tensor], result: TrainResult, 
     return row
 
 
+def check_names(config: RunConfig) -> RunConfig:
+    """Look up the dataset, model and planner by name, so that a misspelt one stops a run (or a grid) before any
+    work; each registry reports its own choices."""
+    lookup(data.DATASETS, config.train.dataset, "dataset")
+    lookup(MODELS, config.train.model, "model")
+    lookup(PLANNERS, config.prune.planner, "planner")
+    return config
+
+
 def run_imp(config: RunConfig, out: Path | str = "results", progress: bool = True,
             on_round_start: RoundHook | None = None) -> Path:
     """Run (or resume) IMP with the configured planner; returns the run folder."""
     out = Path(out)
+    check_names(config)
     setup = Setup(config)
     run = paths.run_dir(out, config)
     if (run / paths.CONFIG).is_file():
-        stored = RunConfig.from_dict(store.read_json(run / paths.CONFIG))
+        stored = RunConfig.from_dict(io.read_json(run / paths.CONFIG))
         if stored.hash() != config.hash():
-            raise ConfigError(f"{run} holds a run of another configuration")
-    rows = store.read_csv(run / paths.ROUNDS)
+            raise UserError(f"{run} holds a run of another configuration")
+    rows = io.read_csv(run / paths.ROUNDS)
     done = len(rows)
     target = config.prune.target_remaining
     if done and target > 0 and rows["weights_remaining"].iloc[-1] <= target:
         return run  # reached the target in an earlier invocation
-    planner = PLANNERS[config.prune.planner](config)
+    planner = make_planner(config)
     model = setup.model()
     weights = prunable_weights(model)
     kinds = layer_kinds(model)
@@ -111,22 +124,22 @@ def run_imp(config: RunConfig, out: Path | str = "results", progress: bool = Tru
     # with the results intact.
     masks = pruning.ones_like(weights)
     if done > 0:
-        masks = {n: m.to(setup.device) for n, m in store.load_torch(paths.masks_file(run, done)).items()}
+        masks = {n: m.to(setup.device) for n, m in io.load_torch(paths.masks_file(run, done)).items()}
         if set(masks) != set(weights):
-            raise ConfigError(f"{paths.masks_file(run, done)} does not match the model's layers")
-        previous = store.load_torch(paths.masks_file(run, done - 1)) if done > 1 else pruning.ones_like(weights)
+            raise UserError(f"{paths.masks_file(run, done)} does not match the model's layers")
+        previous = io.load_torch(paths.masks_file(run, done - 1)) if done > 1 else pruning.ones_like(weights)
         if _unchanged(masks, previous):
             return run  # stopped earlier on a plan that pruned nothing
     if done > 0 or paths.planner_state_file(run, 0).is_file():
-        planner.load_state_dict(store.load_torch(paths.planner_state_file(run, done)))
+        planner.load_state_dict(io.load_torch(paths.planner_state_file(run, done)))
 
     dense = dense_round(setup, out, progress)
     dense_result = TrainResult(**dense["result"])
-    store.write_json(run / paths.CONFIG, config.to_dict())
+    io.write_json(run / paths.CONFIG, config.to_dict())
     if not (run / paths.REWIND).is_file():
-        store.save_torch(run / paths.REWIND, dense["rewind"])
+        io.save_torch(run / paths.REWIND, dense["rewind"])
     if done == 0:
-        store.save_torch(paths.planner_state_file(run, 0), planner.state_dict())
+        io.save_torch(paths.planner_state_file(run, 0), planner.state_dict())
 
     iterations = int(rows["train_iterations"].iloc[-1]) if done else 0
     # Runs written before the proxies could retrain have no such column: they spent no proxy steps.
@@ -164,14 +177,14 @@ def run_imp(config: RunConfig, out: Path | str = "results", progress: bool = Tru
             plan_seconds = time.perf_counter() - plan_began
             seconds += train_seconds + plan_seconds
 
-            store.save_torch(paths.masks_file(run, r + 1), {n: m.cpu() for n, m in next_masks.items()})
-            store.save_torch(paths.planner_state_file(run, r + 1), planner.state_dict())
-            store.replace_round(run / paths.CURVES, r, [{"round": r, **c} for c in result.curve])
-            store.replace_round(run / paths.PLANS, r, [{"round": r, "train_seconds": train_seconds,
+            io.save_torch(paths.masks_file(run, r + 1), {n: m.cpu() for n, m in next_masks.items()})
+            io.save_torch(paths.planner_state_file(run, r + 1), planner.state_dict())
+            io.replace_round(run / paths.CURVES, r, [{"round": r, **c} for c in result.curve])
+            io.replace_round(run / paths.PLANS, r, [{"round": r, "train_seconds": train_seconds,
                                                   "plan_seconds": plan_seconds,
                                                   **{f"fraction:{n}": f for n, f in fractions.items()}}])
             row = round_row(r, masks, result, iterations, seconds, proxy_iterations)
-            store.append_csv(run / paths.ROUNDS, [row])  # the commit point of round r
+            io.append_csv(run / paths.ROUNDS, [row])  # the commit point of round r
             export_ticket(run, r)
             _write_summary(run, config, row, dense_result.test_accuracy)
             bar.update(1)
@@ -189,20 +202,18 @@ def truncate_run(run: Path, round_: int) -> int:
     planner bug, or to replan from there). Rounds before it, their masks and the planner's state before round
     `round_` are kept, so the redone rounds are exactly what a fresh run would compute. Returns the number of
     rounds removed."""
-    from mdp_prune.controls import KINDS  # controls builds on this module
-
-    rows = store.read_csv(run / paths.ROUNDS)
+    rows = io.read_csv(run / paths.ROUNDS)
     last = int(rows["round"].iloc[-1]) if len(rows) else -1
     if not 1 <= round_ <= last:
-        raise ConfigError(f"--round must be between 1 and the last finished round ({last}), got {round_}")
+        raise UserError(f"--round must be between 1 and the last finished round ({last}), got {round_}")
     kept = rows[rows["round"] < round_]
     # rounds.csv is the commit point: once it is cut, the run is consistent even if the cleanup below dies.
-    store.write_csv(run / paths.ROUNDS, kept)
+    io.write_csv(run / paths.ROUNDS, kept)
     for table in (run / paths.CURVES, run / paths.PLANS, run / paths.QLEARNING_LOG, run / paths.QLEARNING_ROUNDS,
-                  *(paths.control_file(run, kind) for kind in KINDS)):
-        old = store.read_csv(table)
+                  *(paths.control_file(run, kind) for kind in paths.CONTROL_KINDS)):
+        old = io.read_csv(table)
         if not old.empty:
-            store.write_csv(table, old[old["round"] < round_])
+            io.write_csv(table, old[old["round"] < round_])
     # Round r's commit wrote the mask and planner state of round r + 1 and the Q-table of round r. Those
     # before round_ stay: they are where the rerun starts.
     for r in range(round_, last + 2):
@@ -211,7 +222,7 @@ def truncate_run(run: Path, round_: int) -> int:
             paths.masks_file(run, r).unlink(missing_ok=True)
             paths.planner_state_file(run, r).unlink(missing_ok=True)
     export_ticket(run, round_ - 1)
-    config = RunConfig.from_dict(store.read_json(run / paths.CONFIG))
+    config = RunConfig.from_dict(io.read_json(run / paths.CONFIG))
     _write_summary(run, config, kept.iloc[-1].to_dict(), float(kept["test_accuracy"].iloc[0]))
     return last - round_ + 1
 
@@ -222,7 +233,7 @@ def _unchanged(new: dict[str, torch.Tensor], old: dict[str, torch.Tensor] | None
 
 
 def _write_summary(run: Path, config: RunConfig, last: dict[str, Any], dense_test_accuracy: float) -> None:
-    store.write_json(run / paths.SUMMARY, {
+    io.write_json(run / paths.SUMMARY, {
         "planner": config.prune.planner, "hash": config.hash(), "rounds_done": int(last["round"]),
         "weights_remaining": last["weights_remaining"], "test_accuracy": last["test_accuracy"],
         "val_accuracy": last["val_accuracy"], "dense_test_accuracy": dense_test_accuracy,
@@ -233,9 +244,9 @@ def _write_summary(run: Path, config: RunConfig, last: dict[str, Any], dense_tes
 
 def export_ticket(run: Path, round_: int, path: Path | None = None) -> Path:
     """Write round `round_`'s ticket: its mask and the rewound weights (mask * W_k) in one checkpoint."""
-    rewind = store.load_torch(run / paths.REWIND)
+    rewind = io.load_torch(run / paths.REWIND)
     if round_ > 0:
-        masks = store.load_torch(paths.masks_file(run, round_))
+        masks = io.load_torch(paths.masks_file(run, round_))
     else:  # round 0 is the dense network: masks of ones over the prunable (matrix-shaped) weights
         masks = {k.removesuffix(".weight"): torch.ones_like(v) for k, v in rewind.items()
                  if k.endswith(".weight") and v.dim() > 1}
@@ -243,7 +254,7 @@ def export_ticket(run: Path, round_: int, path: Path | None = None) -> Path:
     for name, mask in masks.items():
         weights[f"{name}.weight"] = rewind[f"{name}.weight"] * mask
     path = path or run / paths.TICKET
-    store.save_torch(path, {"round": round_, "masks": masks, "weights": weights})
+    io.save_torch(path, {"round": round_, "masks": masks, "weights": weights})
     return path
 
 
@@ -254,7 +265,7 @@ def apply_ticket(model: nn.Module, ticket_path: Path | str) -> nn.Module:
     """
     from torch.nn.utils import prune
 
-    ticket = store.load_torch(Path(ticket_path))
+    ticket = io.load_torch(Path(ticket_path))
     model.load_state_dict(ticket["weights"])
     modules = dict(model.named_modules())
     for name, mask in ticket["masks"].items():

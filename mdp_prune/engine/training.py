@@ -16,8 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from mdp_prune.config import TrainConfig
-from mdp_prune.data import Splits
-from mdp_prune.models import prunable_weights
+from mdp_prune.engine.data import Splits
+from mdp_prune.engine.models import prunable_weights
+from mdp_prune.errors import UserError
 
 EVAL_BATCH = 4096
 
@@ -32,9 +33,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        from mdp_prune.config import ConfigError
-
-        raise ConfigError("--device cuda was asked for but no CUDA device is available")
+        raise UserError("--device cuda was asked for but no CUDA device is available")
     return torch.device(name)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,11 +17,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from mdp_prune import data, pruning
-from mdp_prune.config import RunConfig
-from mdp_prune.imp import Setup
-from mdp_prune.models import prunable_weights
-from mdp_prune.training import evaluate, train
+from mdp_prune.config import PRESETS, RunConfig
+from mdp_prune.engine import data, pruning
+from mdp_prune.engine.models import layer_kinds, prunable_weights
+from mdp_prune.engine.training import TrainResult, evaluate, train
+from mdp_prune.experiments.imp import Setup
+from mdp_prune.planners.base import RoundContext
+from mdp_prune.planners.proxies import Retrainer
+from mdp_prune.planners.registry import make_planner
 
 
 def _bare_loop(setup: Setup, model: torch.nn.Module, iterations: int) -> None:
@@ -72,13 +76,6 @@ def bench_masked_loop(dataset: str, iterations: int, repeats: int) -> dict[str, 
 def bench_planner(dataset: str, engine_iterations_per_s: float, preset: str = "lenet") -> dict[str, float]:
     """Seconds the Q-learning planner spends on one round (its default episodes, proxy and logs) against the
     training time of one round of the preset (T - k iterations at the engine's measured speed)."""
-    import tempfile
-
-    from mdp_prune.config import PRESETS
-    from mdp_prune.planners import PLANNERS, RoundContext
-    from mdp_prune.proxies import Retrainer
-    from mdp_prune.training import TrainResult
-
     config = RunConfig().replace(**{**PRESETS[preset], "train.dataset": dataset, "prune.planner": "qlearning",
                                     "device": "cpu"}).validate()
     setup = Setup(config)
@@ -88,11 +85,9 @@ def bench_planner(dataset: str, engine_iterations_per_s: float, preset: str = "l
     # A few hundred steps give the planner trained-looking weights; its retraining proxy still trains each
     # candidate for its share of the preset's full round, as in a real run.
     result = train(model, masks, setup.splits, config.train, setup.order, 0, stop=300)
-    planner = PLANNERS["qlearning"](config)
+    planner = make_planner(config)
     seconds = []
     with tempfile.TemporaryDirectory() as tmp:
-        from mdp_prune.models import layer_kinds
-
         for round_ in range(3):  # the dense round, then two pruned ones
             retrainer = Retrainer(model, model.state_dict(), rewind, setup.splits, config.train, setup.order)
             ctx = RoundContext(round_, model, {n: w.detach() for n, w in prunable_weights(model).items()}, masks,
@@ -111,7 +106,7 @@ def bench_planner(dataset: str, engine_iterations_per_s: float, preset: str = "l
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mdp_prune.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m mdp_prune.experiments.bench", description=__doc__)
     default_data = "fashion-mnist" if data.DEBIAN_FASHION_MNIST.is_dir() else "digits"
     parser.add_argument("--dataset", default=default_data, help=f"data to train on (default: {default_data})")
     parser.add_argument("--iterations", type=int, default=3000, help="iterations per timing (default: 3000)")

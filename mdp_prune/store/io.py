@@ -1,7 +1,7 @@
 """Atomic reads and writes of the results store.
 
 Every write goes to a temporary file in the same folder and is renamed into place, so a killed run leaves
-either the old file or the new one, never half of one. Unreadable files raise `ConfigError` (one line, exit
+either the old file or the new one, never half of one. Unreadable files raise `UserError` (one line, exit
 code 2) instead of being overwritten.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from mdp_prune.config import ConfigError
+from mdp_prune.errors import UserError
 
 
 def write_bytes(path: Path, data: bytes) -> None:
@@ -43,7 +43,7 @@ def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
-        raise ConfigError(f"cannot read {path}: {e}") from None
+        raise UserError(f"cannot read {path}: {e}") from None
 
 
 def save_torch(path: Path, obj: Any) -> None:
@@ -57,9 +57,9 @@ def load_torch(path: Path, map_location: str | torch.device = "cpu") -> Any:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
-        raise ConfigError(f"missing checkpoint {path}") from None
+        raise UserError(f"missing checkpoint {path}") from None
     except Exception as e:  # noqa: BLE001 - torch raises many types for a damaged file
-        raise ConfigError(
+        raise UserError(
             f"corrupt checkpoint {path} ({type(e).__name__}); delete the run folder to start it again"
         ) from None
 
@@ -75,7 +75,7 @@ def read_csv(path: Path) -> pd.DataFrame:
     try:
         return pd.read_csv(path)
     except Exception as e:  # noqa: BLE001
-        raise ConfigError(f"cannot read {path} ({e}); delete it to start that table again") from None
+        raise UserError(f"cannot read {path} ({e}); delete it to start that table again") from None
 
 
 def append_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:

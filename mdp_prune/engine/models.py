@@ -12,6 +12,11 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from mdp_prune.config import TrainConfig
+from mdp_prune.engine import pruning
+from mdp_prune.engine.data import SHAPES
+from mdp_prune.errors import lookup
+
 PRUNABLE_TYPES = (nn.Linear, nn.Conv2d)
 
 
@@ -69,7 +74,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 def build_model(name: str, input_shape: Sequence[int], num_classes: int, hidden_sizes: Sequence[int],
                 seed: int) -> nn.Module:
     """Build and initialise a model; the initialisation depends only on `seed`."""
-    model = MODELS[name](input_shape, num_classes, hidden_sizes)
+    model = lookup(MODELS, name, "model")(input_shape, num_classes, hidden_sizes)
     generator = torch.Generator().manual_seed(seed)
     for module in model.modules():
         if isinstance(module, PRUNABLE_TYPES):
@@ -87,11 +92,16 @@ def prunable_weights(model: nn.Module) -> OrderedDict[str, torch.Tensor]:
 
 def layer_kinds(model: nn.Module) -> dict[str, str]:
     """'conv', 'fc' or 'output' per prunable layer: the paper's rates depend on it."""
-    names = list(prunable_weights(model))
-    modules = dict(model.named_modules())
-    return {
-        n: "output" if n == names[-1] else ("conv" if isinstance(modules[n], nn.Conv2d) else "fc") for n in names
-    }
+    return pruning.layer_kinds({name: w.shape for name, w in prunable_weights(model).items()})
+
+
+def layer_shapes(train: TrainConfig) -> dict[str, torch.Size]:
+    """Prunable weight shapes of the configured model, known without loading its data or allocating its weights
+    (the meta device allocates nothing)."""
+    input_shape, num_classes = SHAPES[train.dataset]
+    with torch.device("meta"):
+        model = lookup(MODELS, train.model, "model")(input_shape, num_classes, train.hidden_sizes)
+    return {name: w.shape for name, w in prunable_weights(model).items()}
 
 
 def multiply_adds(model: nn.Module, input_shape: Sequence[int]) -> dict[str, int]:

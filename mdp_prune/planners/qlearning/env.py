@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from mdp_prune.engine import pruning
 from qtable import Discretizer, StateSpace
 
 
@@ -57,7 +58,7 @@ class ProxyEvaluator:
         self.lookups = 0
 
     def pruned_count(self, layer: int, action: int) -> int:
-        return min(self.kept[layer], int(round(self.actions[action] * self.kept[layer])))
+        return pruning.prune_count(self.kept[layer], self.actions[action])
 
     def remaining(self, plan: tuple[int, ...]) -> float:
         removed = sum(self.pruned_count(layer, a) for layer, a in enumerate(plan))
@@ -70,9 +71,7 @@ class ProxyEvaluator:
             name = self.names[layer]
             if layer not in self._order:
                 # Sorted once per round: the same weights are pruned in every episode for the same action.
-                scores = self.weights[name].abs().flatten().clone()
-                scores[self.masks[name].flatten() == 0] = float("inf")
-                self._order[layer] = torch.sort(scores, stable=True).indices
+                self._order[layer] = pruning.magnitude_order(self.weights[name], self.masks[name])
             mask = self.masks[name].clone()
             mask.view(-1)[self._order[layer][: self.pruned_count(layer, action)]] = 0.0
             self._layer_masks[key] = mask

@@ -19,13 +19,20 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
-from mdp_prune import paths, store
-from mdp_prune.config import ConfigError, RunConfig
-from mdp_prune.env import ProxyEvaluator
-from mdp_prune.imp import Setup, dense_round
-from mdp_prune.models import prunable_weights
-from mdp_prune.proxies import MAX_ENUMERATED_PLANS, RETRAINING_KINDS, RetrainedProxy, Retrainer, proxy_iterations
-from mdp_prune.training import derive_seed
+from mdp_prune.config import RunConfig
+from mdp_prune.engine.models import prunable_weights
+from mdp_prune.engine.training import derive_seed
+from mdp_prune.errors import UserError
+from mdp_prune.experiments.imp import Setup, dense_round
+from mdp_prune.planners.proxies import (
+    MAX_ENUMERATED_PLANS,
+    RETRAINING_KINDS,
+    RetrainedProxy,
+    Retrainer,
+    proxy_iterations,
+)
+from mdp_prune.planners.qlearning.env import ProxyEvaluator
+from mdp_prune.store import io, paths
 
 KINDS = ("pruned", *RETRAINING_KINDS, "planner")
 
@@ -34,12 +41,12 @@ def proxy_check(run: Path, round_: int, n_plans: int = 20, progress: bool = True
     """Retrain `n_plans` plans of round `round_` and write every proxy kind's value beside the truth. Returns the
     summary (one row per kind: Spearman rho, p-value, steps per plan)."""
     if n_plans < 3:
-        raise ConfigError(f"--plans must be at least 3 for a rank correlation, got {n_plans}")
-    config = RunConfig.from_dict(store.read_json(run / paths.CONFIG))
-    rows = store.read_csv(run / paths.ROUNDS)
+        raise UserError(f"--plans must be at least 3 for a rank correlation, got {n_plans}")
+    config = RunConfig.from_dict(io.read_json(run / paths.CONFIG))
+    rows = io.read_csv(run / paths.ROUNDS)
     last = int(rows["round"].iloc[-1]) if len(rows) else -1
     if not 0 <= round_ <= last:
-        raise ConfigError(f"--round must be a trained round of {run} (0 to {last}), got {round_}")
+        raise UserError(f"--round must be a trained round of {run} (0 to {last}), got {round_}")
     setup = Setup(config)
     dense = dense_round(setup, run.parent, progress)
     masks = _round_masks(run, round_, setup)
@@ -57,7 +64,7 @@ def proxy_check(run: Path, round_: int, n_plans: int = 20, progress: bool = True
     plans = _sample_plans(cheap.n_layers, len(actions), n_plans, derive_seed(config.train.seed, "proxy-check", round_))
 
     out = paths.proxy_check_file(run, round_)
-    done = store.read_csv(out)
+    done = io.read_csv(out)
     finished = set(done["plan_index"]) if not done.empty else set()
     planner_proxy: RetrainedProxy | None = None
     for i, plan in enumerate(plans):
@@ -71,7 +78,7 @@ def proxy_check(run: Path, round_: int, n_plans: int = 20, progress: bool = True
         truth = setup.model()
         truth.load_state_dict(dense["rewind"])
         result = setup.train(truth, plan_masks, config.train.rewind_iteration, f"plan {i + 1}/{n_plans}", progress)
-        store.append_csv(out, [{
+        io.append_csv(out, [{
             "plan_index": i, "plan": "/".join(f"{actions[a]:g}" for a in plan),
             "weights_remaining": cheap.remaining(plan),
             "pruned": cheap.accuracy(plan),
@@ -79,10 +86,10 @@ def proxy_check(run: Path, round_: int, n_plans: int = 20, progress: bool = True
             "planner": planner_proxy.accuracy(plan),
             "retrained_val_accuracy": result.val_accuracy, "retrained_test_accuracy": result.test_accuracy,
         }])
-    frame = store.read_csv(out)
+    frame = io.read_csv(out)
     summary = summarize(frame[frame["plan_index"] < n_plans], steps, q.proxy_candidates,
                         config.train.train_iterations - config.train.rewind_iteration)
-    store.write_csv(paths.proxy_check_summary_file(run, round_), summary)
+    io.write_csv(paths.proxy_check_summary_file(run, round_), summary)
     return summary
 
 
@@ -104,7 +111,7 @@ def summarize(frame: pd.DataFrame, steps: int, candidates: int, round_steps: int
 def _round_masks(run: Path, round_: int, setup: Setup) -> dict[str, torch.Tensor]:
     if round_ == 0:
         return {n: torch.ones_like(w) for n, w in prunable_weights(setup.model()).items()}
-    return {n: m.to(setup.device) for n, m in store.load_torch(paths.masks_file(run, round_)).items()}
+    return {n: m.to(setup.device) for n, m in io.load_torch(paths.masks_file(run, round_)).items()}
 
 
 def _trained_weights(run: Path, round_: int, setup: Setup, dense: dict, masks: dict[str, torch.Tensor],
@@ -114,12 +121,12 @@ def _trained_weights(run: Path, round_: int, setup: Setup, dense: dict, masks: d
         return dense["trained"]
     path = paths.proxy_check_trained_file(run, round_)
     if path.is_file():
-        return store.load_torch(path, setup.device)
+        return io.load_torch(path, setup.device)
     model = setup.model()
     model.load_state_dict(dense["rewind"])
     setup.train(model, masks, setup.config.train.rewind_iteration, f"round {round_} (W_T)", progress)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    store.save_torch(path, state)
+    io.save_torch(path, state)
     return {k: v.to(setup.device) for k, v in state.items()}
 
 
@@ -129,6 +136,6 @@ def _sample_plans(n_layers: int, n_actions: int, n_plans: int, seed: int) -> lis
     if n_actions**n_layers <= MAX_ENUMERATED_PLANS:
         space = list(itertools.product(range(n_actions), repeat=n_layers))
         if n_plans > len(space):
-            raise ConfigError(f"--plans must be at most the {len(space)} plans of this network, got {n_plans}")
+            raise UserError(f"--plans must be at most the {len(space)} plans of this network, got {n_plans}")
         return [space[i] for i in rng.choice(len(space), size=n_plans, replace=False)]
     return [tuple(int(a) for a in rng.integers(n_actions, size=n_layers)) for _ in range(n_plans)]

@@ -27,8 +27,8 @@ import torch
 from torch import nn
 
 from mdp_prune.config import TrainConfig
-from mdp_prune.data import Splits
-from mdp_prune.training import train
+from mdp_prune.engine.data import Splits
+from mdp_prune.engine.training import train
 
 PROXY_KINDS = ("pruned", "finetune", "rewind")
 RETRAINING_KINDS = ("finetune", "rewind")

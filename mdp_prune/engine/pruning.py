@@ -1,17 +1,25 @@
-"""Pure pruning functions: (weights, masks, fractions) -> new masks. Nothing here mutates its inputs.
+"""The pruning arithmetic, in one place: pure functions of weights, masks, fractions and layer shapes. Nothing
+here mutates its inputs.
 
 A mask is a float tensor of 0s and 1s shaped like its weight. A fraction is always a share of the layer's
-*remaining* weights, so that one action means the same thing in every round.
+*remaining* weights, so that one action means the same thing in every round. Every planner, the Q-planner's
+proxy and budget, and the comparison's target count pruned weights with `prune_count` and order them with
+`magnitude_order`: "matched sparsity" between methods rests on these being the same functions.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
+if TYPE_CHECKING:
+    from mdp_prune.config import PruneConfig
+
 Masks = dict[str, torch.Tensor]
+Shapes = Mapping[str, Sequence[int]]  # prunable weight shapes by layer name, in layer order
 
 
 def ones_like(weights: Mapping[str, torch.Tensor]) -> Masks:
@@ -19,7 +27,16 @@ def ones_like(weights: Mapping[str, torch.Tensor]) -> Masks:
 
 
 def prune_count(remaining: int, fraction: float) -> int:
+    """Weights removed by pruning `fraction` of a layer's `remaining` ones: rounded to the nearest, at most all."""
     return min(remaining, int(round(fraction * remaining)))
+
+
+def magnitude_order(weight: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Flat indices of a layer's weights, smallest |w| first (magnitude, never sign); pruned weights come last, so
+    that they are never chosen again. A stable sort breaks ties (e.g. exact zeros) by position: reproducible."""
+    scores = weight.detach().abs().flatten().clone()
+    scores[mask.flatten() == 0] = math.inf
+    return torch.sort(scores, stable=True).indices
 
 
 def magnitude_prune(weights: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor],
@@ -27,18 +44,39 @@ def magnitude_prune(weights: Mapping[str, torch.Tensor], masks: Mapping[str, tor
     """Per layer, mask the `fraction` of remaining weights with the smallest |w| (magnitude, never sign)."""
     new = {}
     for name, mask in masks.items():
-        fraction = fractions.get(name, 0.0)
         new_mask = mask.detach().clone()
-        remaining = int(mask.sum().item())
-        k = prune_count(remaining, fraction)
+        k = prune_count(int(mask.sum().item()), fractions.get(name, 0.0))
         if k > 0:
-            scores = weights[name].detach().abs().flatten().clone()
-            scores[mask.flatten() == 0] = math.inf  # already pruned: never chosen again
-            # A stable sort makes ties (e.g. exact zeros) break by position: reproducible masks.
-            order = torch.sort(scores, stable=True).indices[:k]
-            new_mask.view(-1)[order] = 0.0
+            new_mask.view(-1)[magnitude_order(weights[name], mask)[:k]] = 0.0
         new[name] = new_mask
     return new
+
+
+def layer_kinds(shapes: Shapes) -> dict[str, str]:
+    """'conv' (4-d weights), 'fc' or 'output' (the last prunable layer) per layer: the lt rates depend on it."""
+    names = list(shapes)
+    return {n: "output" if n == names[-1] else ("conv" if len(shapes[n]) == 4 else "fc") for n in names}
+
+
+def lt_fractions(shapes: Shapes, prune: PruneConfig) -> dict[str, float]:
+    """The lottery ticket's fixed per-round fraction of each layer (Frankle & Carbin 2019): by kind of layer."""
+    rate = {"conv": prune.prune_conv, "fc": prune.prune_fc, "output": prune.prune_output}
+    return {name: rate[kind] for name, kind in layer_kinds(shapes).items()}
+
+
+def lt_ladder(shapes: Shapes, prune: PruneConfig, rounds: int) -> list[dict[str, int]]:
+    """Weights each layer keeps after 0, 1, ..., `rounds` prunings by the lt planner: counts, from shapes alone.
+
+    Entry r is what an lt run's round r trains with, so budget mode and the comparison's target can match it
+    without running lt.
+    """
+    fractions = lt_fractions(shapes, prune)
+    kept = {name: math.prod(shape) for name, shape in shapes.items()}
+    ladder = [kept]
+    for _ in range(rounds):
+        kept = {name: k - prune_count(k, fractions[name]) for name, k in kept.items()}
+        ladder.append(kept)
+    return ladder
 
 
 def global_fractions(scores: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor],

@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from mdp_prune import paths
+from mdp_prune.store import paths
 
 # Methods of the comparison in a fixed order, each with a fixed colour in every figure.
 METHODS = ("qlearning", "lt", "global", "random", "lamp", "erk", "reinit", "random-prune", "qlearning-free")

@@ -1,0 +1,1 @@
+"""The results store: `paths` names every file and folder, `io` reads and writes them atomically."""

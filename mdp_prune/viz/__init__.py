@@ -1,0 +1,1 @@
+"""Figures of runs, built from the results store's tables."""
