@@ -179,9 +179,9 @@ def _dispatch(args: argparse.Namespace) -> None:
         removed = truncate_run(_run_dir(args.run_dir), args.round)
         print(f"removed {removed} round(s) from {args.run_dir}; rerun its command to redo them")
     elif args.command == "proxy-check":
-        from mdp_prune.experiments.proxy_check import PROXY_CHECK, proxy_check
+        from mdp_prune.experiments.proxy_check import proxy_check
 
         run = _run_dir(args.run_dir)
         rho, p, frame = proxy_check(run, args.plans, progress=not args.quiet)
         print(f"Spearman rho = {rho:.3f} (p = {p:.3g}) between proxy and retrained validation accuracy "
-              f"over {len(frame)} plans; table in {run / PROXY_CHECK}")
+              f"over {len(frame)} plans; table in {run / paths.PROXY_CHECK}")

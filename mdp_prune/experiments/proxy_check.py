@@ -20,7 +20,6 @@ from mdp_prune.experiments.imp import Setup, dense_round
 from mdp_prune.planners.qlearning.env import ProxyEvaluator
 from mdp_prune.store import io, paths
 
-PROXY_CHECK = "proxy_check.csv"
 # Per-layer prune fractions the sampled plans draw from: wider than one round's action set, so that the plans
 # span 100 % to 2 % of a layer's weights and the ranking has something to rank.
 CHECK_FRACTIONS = (0.0, 0.5, 0.75, 0.9, 0.95, 0.98)
@@ -41,7 +40,7 @@ def proxy_check(run: Path, n_plans: int = 10, progress: bool = True) -> tuple[fl
                                setup.splits.val_x[:n_proxy], setup.splits.val_y[:n_proxy])
     rng = np.random.default_rng(derive_seed(config.train.seed, "proxy-check"))
     plans = [tuple(int(a) for a in rng.integers(len(actions), size=evaluator.n_layers)) for _ in range(n_plans)]
-    out = run / PROXY_CHECK
+    out = run / paths.PROXY_CHECK
     done = io.read_csv(out)
     for i, plan in enumerate(plans):
         if not done.empty and i in set(done["plan_index"]):

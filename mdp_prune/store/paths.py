@@ -1,8 +1,10 @@
-"""Every file name of the results store, in one place (OpenLTH's `paths` idea).
+"""Every file and folder name of the results, in one place (OpenLTH's `paths` idea).
+
+A results store (`python -m mdp_prune run --out OUT`):
 
     OUT/
       dense/dense_<train hash>/dense.pt      round 0 and the rewind point, shared by all planners
-      <planner>_<run hash>/
+      <planner>_<run hash>/                  one run; the hash covers the configuration's non-default fields
         config.json  rounds.csv  curves.csv  plans.csv  summary.json  rewind.pt  ticket.pt
         masks/round_<r>.pt                   the mask round r trains with
         planner/state_<r>.pt                 the planner's state before round r (for exact resumption)
@@ -10,6 +12,16 @@
                                              the Q-learning planner's per-episode and per-round logs,
                                              and the Q-table after each round
         controls/<kind>.csv                  random reinitialisation / random pruning controls
+        proxy_check.csv                      `proxy-check`: proxy against retrained accuracy of sampled plans
+        error.txt                            a grid cell's traceback when it failed
+
+A comparison (`python -m gridsearch compare --out OUT`):
+
+    OUT/
+      grid.csv  comparison.csv  report.md  figures/<name>.png
+      runs/                                  a results store as above: every grid cell and method
+
+The speed benchmark (`make bench`) writes BENCH_OUT/results.json.
 """
 
 from __future__ import annotations
@@ -29,6 +41,7 @@ QLEARNING_LOG = "qlearning.csv"
 QLEARNING_ROUNDS = "qlearning_rounds.csv"
 DENSE = "dense.pt"
 ERROR = "error.txt"
+PROXY_CHECK = "proxy_check.csv"
 # The controls of a run's tickets, each in its own table (`control_file`).
 CONTROL_KINDS = ("reinit", "random-prune")
 
@@ -53,8 +66,25 @@ def qtable_file(run: Path, round_: int) -> Path:
     return run / "qtable" / f"round_{round_}.npz"
 
 
+def qtable_rounds(run: Path) -> list[int]:
+    """The rounds whose Q-table snapshot the run holds, in order."""
+    return sorted(int(p.stem.removeprefix("round_")) for p in (run / "qtable").glob("round_*.npz"))
+
+
 def control_file(run: Path, kind: str) -> Path:
     return run / "controls" / f"{kind}.csv"
+
+
+def runs_dir(comparison: Path) -> Path:
+    """The results store inside a comparison folder."""
+    return comparison / "runs"
+
+
+GRID_CSV = "grid.csv"
+COMPARISON_CSV = "comparison.csv"
+REPORT = "report.md"
+FIGURES = "figures"
+BENCH_RESULTS = "results.json"
 
 
 def is_run_dir(path: Path) -> bool:
