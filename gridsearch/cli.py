@@ -17,6 +17,7 @@ from typing import Any
 from mdp_prune.cli import _Parser, _tuple_of, guarded
 from mdp_prune.config import PRESETS
 from mdp_prune.errors import UserError
+from mdp_prune.store import paths
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,14 +58,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from gridsearch.compare import compare, search
+    from gridsearch.compare import compare
     from gridsearch.grid import load_grid
 
     if args.command == "summarize":
-        from gridsearch.summarize import _markdown, convergence, summarize
+        from gridsearch.markdown import table
+        from gridsearch.summarize import convergence, summarize
 
-        print(_markdown(convergence(args.run_dirs)) if args.convergence else summarize(args.run_dirs, args.rounds))
+        print(table(convergence(args.run_dirs)) if args.convergence else summarize(args.run_dirs, args.rounds))
         return 0
+    from gridsearch.selection import search
+
     grid = load_grid(args.grid)
     if args.seeds is not None:
         grid = dataclasses.replace(grid, seeds=list(args.seeds))
@@ -85,7 +89,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "search":
         table = search(grid, args.out, **common)
         done = int((table["status"] == "done").sum())
-        print(f"{done}/{len(table)} cells done; {args.out / 'grid.csv'}")
+        print(f"{done}/{len(table)} cells done; {args.out / paths.GRID_CSV}")
         return 0 if done == len(table) else 1
     print(compare(grid, args.out, **common))
     return 0

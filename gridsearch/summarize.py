@@ -13,26 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from gridsearch import markdown
+from gridsearch.markdown import mean_std
 from mdp_prune.config import RunConfig
 from mdp_prune.errors import UserError
 from mdp_prune.store import io, paths
-
-
-def _pm(values: pd.Series, scale: float = 100.0, digits: int = 2) -> str:
-    if values.empty:
-        return "–"
-    std = values.std(ddof=1) if len(values) > 1 else 0.0
-    return f"{values.mean() * scale:.{digits}f} ± {std * scale:.{digits}f}"
-
-
-def _markdown(frame: pd.DataFrame) -> str:
-    def cell(v: object) -> str:
-        return str(v).replace("|", "\\|")  # a bare pipe (as in |ΔQ|) would split the column
-
-    head = "| " + " | ".join(cell(c) for c in frame.columns) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([head, rule, *body])
 
 
 def method_name(config: RunConfig) -> str:
@@ -67,9 +52,9 @@ def summarize(run_dirs: Sequence[Path], rounds: Sequence[int] | None = None) -> 
                 continue
             rows.append({"method": method, "round": r, "seeds": len(sub),
                          "weights remaining %": f"{sub['weights_remaining'].mean() * 100:.1f}",
-                         "test accuracy %": _pm(sub["test_accuracy"]),
-                         "early-stop iteration": _pm(sub["early_stop_iteration"], 1, 0)})
-    return _markdown(pd.DataFrame(rows))
+                         "test accuracy %": mean_std(sub["test_accuracy"]),
+                         "early-stop iteration": mean_std(sub["early_stop_iteration"], 1, 0)})
+    return markdown.table(pd.DataFrame(rows))
 
 
 def convergence(run_dirs: Sequence[Path]) -> pd.DataFrame:

@@ -16,13 +16,15 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from nbconvert import HTMLExporter
 
+from mdp_prune.store import paths
+
 HERE = Path(__file__).resolve().parent
 NOTEBOOKS = ("q_convergence", "accuracy_curves", "grid_search")
 
 
 def execute(name: str, results: Path, out: Path, timeout: int = 600) -> Path:
     nb = nbformat.read(HERE / f"{name}.ipynb", as_version=4)
-    figures = out / "figures" / name
+    figures = out / paths.FIGURES / name
     at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
     injected = nbformat.v4.new_code_cell(
         f"# Injected parameters\nRESULTS = {str(results)!r}\nFIGURES = {str(figures)!r}")
@@ -44,9 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=NOTEBOOKS, action="append", help="run only these notebooks")
     args = parser.parse_args(argv)
     results = args.results.resolve()
-    if not (results / "comparison.csv").is_file():
-        print(f"error: {results} is not a comparison folder (no comparison.csv); run `make compare-baseline` first",
-              file=sys.stderr)
+    if not (results / paths.COMPARISON_CSV).is_file():
+        print(f"error: {results} is not a comparison folder (no {paths.COMPARISON_CSV}); run `make compare-baseline` "
+              "first", file=sys.stderr)
         return 2
     for name in args.only or NOTEBOOKS:
         try:

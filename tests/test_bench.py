@@ -1,12 +1,13 @@
 import json
 
 from mdp_prune.experiments import bench
+from mdp_prune.store import paths
 
 
 def test_bench_writes_both_ratios(tmp_path, capsys):
     assert bench.main(["--dataset", "digits", "--iterations", "40", "--repeats", "1", "--threads", "1",
                        "--out", str(tmp_path)]) == 0
-    results = json.loads((tmp_path / "results.json").read_text())
+    results = json.loads((tmp_path / paths.BENCH_RESULTS).read_text())
     loop, planner = results["masked_loop"], results["planner"]
     assert results["threads"] == 1
     assert loop["ratio_engine_to_bare"] == loop["engine_iterations_per_s"] / loop["bare_iterations_per_s"] > 0

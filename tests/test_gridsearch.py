@@ -7,8 +7,9 @@ import pytest
 import yaml
 
 from gridsearch.cli import main as grid_main
-from gridsearch.compare import COMPARISON_CSV, GRID_CSV, REPORT, search, seed_cell, select
 from gridsearch.grid import load_grid
+from gridsearch.markdown import seed_cell
+from gridsearch.selection import search, select
 from mdp_prune.store import paths
 
 TINY_BASE = {"train.model": "mlp", "train.hidden_sizes": [16], "train.train_iterations": 30,
@@ -128,10 +129,10 @@ def test_dask_local_cluster_runs_a_tiny_grid(tmp_path):
 
 def test_report_numbers_equal_the_runs_tables(tiny_comparison):
     out = tiny_comparison
-    report = out / REPORT
-    frame = pd.read_csv(out / COMPARISON_CSV)
+    report = out / paths.REPORT
+    frame = pd.read_csv(out / paths.COMPARISON_CSV)
     assert set(frame["method"]) == {"qlearning", "qlearning-free", "lt", "global", "reinit"}
-    assert (out / GRID_CSV).is_file() and "test_accuracy" not in pd.read_csv(out / GRID_CSV).columns
+    assert (out / paths.GRID_CSV).is_file() and "test_accuracy" not in pd.read_csv(out / paths.GRID_CSV).columns
     for (method, _), g in frame.groupby(["method", "seed"]):
         if method == "reinit":
             continue
@@ -142,7 +143,7 @@ def test_report_numbers_equal_the_runs_tables(tiny_comparison):
     expected = f"{lt2.mean():.2f} ± {lt2.std(ddof=1):.2f}"
     row = next(line for line in text.splitlines() if re.match(r"\| 2 \|", line))
     assert expected in row
-    assert all((out / "figures" / f"{n}.png").is_file() for n in ("accuracy_vs_remaining", "grid_heatmaps"))
+    assert all((out / paths.FIGURES / f"{n}.png").is_file() for n in ("accuracy_vs_remaining", "grid_heatmaps"))
     # the convergence table counts what each Q-learning run logged
     section = text[text.index("## Q-learning convergence"):]
     for run_dir in frame[frame["method"].isin(["qlearning", "qlearning-free"])]["run_dir"].unique():
@@ -157,3 +158,12 @@ def test_report_cells_name_the_seeds_when_runs_ended_early():
     assert seed_cell(pd.Series([0.9, 0.8, 0.85]), 3) == "85.00 ± 5.00"
     assert seed_cell(pd.Series([0.9, 0.8]), 3) == "85.00 ± 7.07 (n=2)"
     assert seed_cell(pd.Series([], dtype=float), 3) == "–"
+
+
+def test_the_free_mode_target_is_where_an_lt_run_ends(tmp_path, tiny):
+    from gridsearch.compare import lt_target
+    from mdp_prune.experiments.imp import run_imp
+
+    config = tiny(rounds=3, **{"prune.planner": "qlearning"})
+    lt = run_imp(config.replace(**{"prune.planner": "lt"}), tmp_path, progress=False)
+    assert lt_target(config) == pytest.approx(pd.read_csv(lt / paths.ROUNDS)["weights_remaining"].iloc[-1], rel=1e-9)

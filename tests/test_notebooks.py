@@ -9,7 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mdp_prune.viz import plots
+from gridsearch.figures import grid_heatmaps
+from gridsearch.results import find_run, load_comparison
+from mdp_prune import viz
+from mdp_prune.store import paths
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "notebooks"))
@@ -23,7 +26,7 @@ def test_every_notebook_executes_and_writes_its_figures(tiny_comparison, tmp_pat
         executed = json.loads((tmp_path / f"{name}.ipynb").read_text())
         errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
         assert not errors
-    pngs = {p.stem for p in (tmp_path / "figures").rglob("*.png")}
+    pngs = {p.stem for p in (tmp_path / paths.FIGURES).rglob("*.png")}
     assert {"q_convergence", "qtable", "coverage", "greedy_plans", "accuracy_vs_remaining",
             "early_stop_vs_remaining", "training_curves_lt", "grid_heatmaps", "grid_effects"} <= pngs
 
@@ -42,8 +45,8 @@ def test_committed_notebooks_have_no_outputs():
 
 
 def test_accuracy_plot_is_log_scaled_and_plots_the_seed_means(tiny_comparison):
-    frame = pd.read_csv(tiny_comparison / "comparison.csv")
-    fig = plots.accuracy_vs_remaining(frame, dense_accuracy=0.9)
+    frame = pd.read_csv(tiny_comparison / paths.COMPARISON_CSV)
+    fig = viz.accuracy_vs_remaining(frame, dense_accuracy=0.9)
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and ax.get_xlabel() and ax.get_ylabel() and ax.get_title()
     expected = frame.groupby(["method", "round"])["test_accuracy"].mean()
@@ -52,13 +55,13 @@ def test_accuracy_plot_is_log_scaled_and_plots_the_seed_means(tiny_comparison):
 
 
 def test_every_figure_is_labelled(tiny_comparison):
-    data = plots.load_comparison(tiny_comparison)
-    run = plots.find_run(data, "qlearning", 0)
-    snapshot = plots.qtable_snapshot(run)
-    figures = [plots.early_stop_vs_remaining(data["comparison"]),
-               plots.q_convergence(plots.read_table(run, "qlearning.csv")),
-               plots.qtable_heatmaps(**snapshot), plots.coverage(**snapshot), plots.grid_heatmaps(data["grid"]),
-               plots.training_curves(plots.read_table(run, "curves.csv"))]
+    data = load_comparison(tiny_comparison)
+    run = find_run(data, "qlearning", 0)
+    snapshot = viz.qtable_snapshot(run)
+    figures = [viz.early_stop_vs_remaining(data["comparison"]),
+               viz.q_convergence(viz.read_table(run, paths.QLEARNING_LOG)),
+               viz.qtable_heatmaps(**snapshot), viz.coverage(**snapshot), grid_heatmaps(data["grid"]),
+               viz.training_curves(viz.read_table(run, paths.CURVES))]
     for fig in figures:
         axes = [ax for ax in fig.axes if ax.get_label() != "<colorbar>" and ax.has_data()]
         assert axes and fig.texts or any(ax.get_title() for ax in axes) or fig._suptitle is not None

@@ -124,7 +124,7 @@ def _q(tiny, **extra):
 
 def test_warm_start_loads_a_table_of_the_right_shape_and_rejects_another(tmp_path, tiny, capsys):
     source = run_imp(_q(tiny, rounds=1), tmp_path / "source", progress=False)
-    final = QTable.load(paths.qtable_files(source)[-1])
+    final = QTable.load(paths.qtable_file(source, paths.qtable_rounds(source)[-1]))
     planner = QLearningPlanner(_q(tiny, **{"qlearning.init_qtable": str(source)}))
     planner._ensure_agent(final.n_states)
     assert np.array_equal(planner.agent.table.values, final.values)

@@ -25,6 +25,7 @@ from mdp_prune.experiments.imp import Setup
 from mdp_prune.planners.base import RoundContext
 from mdp_prune.planners.proxies import Retrainer
 from mdp_prune.planners.registry import make_planner
+from mdp_prune.store import paths
 
 
 def _bare_loop(setup: Setup, model: torch.nn.Module, iterations: int) -> None:
@@ -111,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", default=default_data, help=f"data to train on (default: {default_data})")
     parser.add_argument("--iterations", type=int, default=3000, help="iterations per timing (default: 3000)")
     parser.add_argument("--repeats", type=int, default=5, help="alternating repetitions (default: 5)")
-    parser.add_argument("--out", type=Path, default=Path("bench"), help="folder for results.json (default: bench)")
+    parser.add_argument("--out", type=Path, default=Path("bench"),
+                        help=f"folder for {paths.BENCH_RESULTS} (default: bench)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's own); 1 keeps the ratios meaningful when other jobs "
                              "share the cores, since idle OpenMP threads spin against them")
@@ -131,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{p['round_training_seconds']:.1f} s of training per {p['preset']} round ({p['dataset']}), ratio "
           f"{p['ratio_planner_to_training']:.3f}")
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"written to {args.out / 'results.json'}")
+    (args.out / paths.BENCH_RESULTS).write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written to {args.out / paths.BENCH_RESULTS}")
     return 0
 
 

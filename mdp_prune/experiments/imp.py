@@ -1,4 +1,4 @@
-"""Iterative magnitude pruning with rewinding, the pruning step handed to a planner (DESIGN.md section 1).
+"""Iterative magnitude pruning with rewinding, the pruning step handed to a planner (docs/design.md).
 
     round 0: train the dense network W0 -> W_T, keeping W_k (shared by every planner, cached in dense/)
     round r: planner proposes per-layer fractions from round r-1's W_T; prune by magnitude; rewind the
@@ -11,10 +11,11 @@ appended to rounds.csv, which is the commit point; a rerun continues after the l
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -24,7 +25,7 @@ from mdp_prune.engine import data, pruning
 from mdp_prune.engine.models import MODELS, build_model, layer_kinds, prunable_weights
 from mdp_prune.engine.training import TrainResult, batch_order, resolve_device, train
 from mdp_prune.errors import UserError, lookup
-from mdp_prune.planners.base import RoundContext
+from mdp_prune.planners.base import Planner, RoundContext
 from mdp_prune.planners.proxies import Retrainer
 from mdp_prune.planners.registry import PLANNERS, make_planner
 from mdp_prune.store import io, paths
@@ -106,95 +107,137 @@ def run_imp(config: RunConfig, out: Path | str = "results", progress: bool = Tru
     check_names(config)
     setup = Setup(config)
     run = paths.run_dir(out, config)
-    if (run / paths.CONFIG).is_file():
-        stored = RunConfig.from_dict(io.read_json(run / paths.CONFIG))
-        if stored.hash() != config.hash():
-            raise UserError(f"{run} holds a run of another configuration")
-    rows = io.read_csv(run / paths.ROUNDS)
+    rows = _committed_rows(run, config)
     done = len(rows)
-    target = config.prune.target_remaining
-    if done and target > 0 and rows["weights_remaining"].iloc[-1] <= target:
+    if done and _reached_target(config, rows.iloc[-1]):
         return run  # reached the target in an earlier invocation
     planner = make_planner(config)
     model = setup.model()
     weights = prunable_weights(model)
-    kinds = layer_kinds(model)
-
     # Everything a resumption reads is loaded before anything is written: a damaged file stops the run
     # with the results intact.
-    masks = pruning.ones_like(weights)
-    if done > 0:
-        masks = {n: m.to(setup.device) for n, m in io.load_torch(paths.masks_file(run, done)).items()}
-        if set(masks) != set(weights):
-            raise UserError(f"{paths.masks_file(run, done)} does not match the model's layers")
-        previous = io.load_torch(paths.masks_file(run, done - 1)) if done > 1 else pruning.ones_like(weights)
-        if _unchanged(masks, previous):
-            return run  # stopped earlier on a plan that pruned nothing
+    masks = _resumed_masks(run, done, weights, setup.device)
+    if masks is None:
+        return run  # stopped earlier on a plan that pruned nothing
     if done > 0 or paths.planner_state_file(run, 0).is_file():
         planner.load_state_dict(io.load_torch(paths.planner_state_file(run, done)))
 
     dense = dense_round(setup, out, progress)
-    dense_result = TrainResult(**dense["result"])
-    io.write_json(run / paths.CONFIG, config.to_dict())
-    if not (run / paths.REWIND).is_file():
-        io.save_torch(run / paths.REWIND, dense["rewind"])
-    if done == 0:
-        io.save_torch(paths.planner_state_file(run, 0), planner.state_dict())
-
-    iterations = int(rows["train_iterations"].iloc[-1]) if done else 0
-    # Runs written before the proxies could retrain have no such column: they spent no proxy steps.
-    proxy_iterations = int(rows["proxy_iterations"].iloc[-1]) if done and "proxy_iterations" in rows else 0
-    seconds = float(rows["seconds"].iloc[-1]) if done else 0.0
-    k, T = config.train.rewind_iteration, config.train.train_iterations
+    _start_run(run, config, dense, planner, first_round=done)
+    loop = _Loop(setup, run, model, weights, planner, dense, on_round_start, progress)
+    if done:
+        loop.iterations, loop.seconds = int(rows["train_iterations"].iloc[-1]), float(rows["seconds"].iloc[-1])
+        # Runs written before the proxies could retrain have no such column: they spent no proxy steps.
+        loop.proxy_iterations = int(rows["proxy_iterations"].iloc[-1]) if "proxy_iterations" in rows else 0
     with tqdm(total=config.rounds + 1, initial=min(done, config.rounds + 1), desc=f"IMP {run.name}",
               unit="round", disable=not progress, dynamic_ncols=True) as bar:
         for r in range(done, config.rounds + 1):
-            began = time.perf_counter()
-            if r == 0:
-                model.load_state_dict(dense["trained"])
-                result = dense_result
-                iterations += T
-                train_seconds = result.seconds
-            else:
-                model.load_state_dict(dense["rewind"])
-                with torch.no_grad():
-                    for n, w in weights.items():
-                        w.mul_(masks[n])
-                if on_round_start:
-                    on_round_start(r, model, masks)
-                result = setup.train(model, masks, k, f"round {r}", progress)
-                iterations += T - k
-                train_seconds = time.perf_counter() - began
-
-            plan_began = time.perf_counter()
-            retrainer = Retrainer(model, _state(model), dense["rewind"], setup.splits, config.train, setup.order)
-            ctx = RoundContext(r, model, {n: w.detach() for n, w in weights.items()}, masks, kinds,
-                               setup.splits, result, dense_result, run, retrainer)
-            planner.observe(ctx)
-            fractions = planner.propose(ctx)
-            proxy_iterations += retrainer.iterations
-            next_masks = pruning.magnitude_prune(ctx.weights, masks, fractions)
-            plan_seconds = time.perf_counter() - plan_began
-            seconds += train_seconds + plan_seconds
-
-            io.save_torch(paths.masks_file(run, r + 1), {n: m.cpu() for n, m in next_masks.items()})
-            io.save_torch(paths.planner_state_file(run, r + 1), planner.state_dict())
-            io.replace_round(run / paths.CURVES, r, [{"round": r, **c} for c in result.curve])
-            io.replace_round(run / paths.PLANS, r, [{"round": r, "train_seconds": train_seconds,
-                                                  "plan_seconds": plan_seconds,
-                                                  **{f"fraction:{n}": f for n, f in fractions.items()}}])
-            row = round_row(r, masks, result, iterations, seconds, proxy_iterations)
-            io.append_csv(run / paths.ROUNDS, [row])  # the commit point of round r
-            export_ticket(run, r)
-            _write_summary(run, config, row, dense_result.test_accuracy)
+            next_masks, row = loop.round(r, masks)
             bar.update(1)
-            bar.set_postfix(remaining=f"{row['weights_remaining']:.3f}", test=f"{result.test_accuracy:.4f}")
-            if target > 0 and row["weights_remaining"] <= target:
-                break
-            if _unchanged(next_masks, masks):
-                break  # training is deterministic: every later round would repeat this one
+            bar.set_postfix(remaining=f"{row['weights_remaining']:.3f}", test=f"{row['test_accuracy']:.4f}")
+            if _reached_target(config, row) or _unchanged(next_masks, masks):
+                break  # an unchanged mask: training is deterministic, every later round would repeat this one
             masks = next_masks
     return run
+
+
+def _committed_rows(run: Path, config: RunConfig) -> pd.DataFrame:
+    """rounds.csv of the run so far (empty for a new run), after checking the folder holds this configuration."""
+    if (run / paths.CONFIG).is_file():
+        stored = RunConfig.from_dict(io.read_json(run / paths.CONFIG))
+        if stored.hash() != config.hash():
+            raise UserError(f"{run} holds a run of another configuration")
+    return io.read_csv(run / paths.ROUNDS)
+
+
+def _reached_target(config: RunConfig, row: Mapping[str, Any]) -> bool:
+    target = config.prune.target_remaining
+    return target > 0 and row["weights_remaining"] <= target
+
+
+def _resumed_masks(run: Path, done: int, weights: Mapping[str, torch.Tensor],
+                   device: torch.device) -> dict[str, torch.Tensor] | None:
+    """The masks round `done` trains with (all ones for a new run), or None when the last plan pruned nothing."""
+    if done == 0:
+        return pruning.ones_like(weights)
+    masks = {n: m.to(device) for n, m in io.load_torch(paths.masks_file(run, done)).items()}
+    if set(masks) != set(weights):
+        raise UserError(f"{paths.masks_file(run, done)} does not match the model's layers")
+    previous = io.load_torch(paths.masks_file(run, done - 1)) if done > 1 else pruning.ones_like(weights)
+    return None if _unchanged(masks, previous) else masks
+
+
+def _start_run(run: Path, config: RunConfig, dense: dict[str, Any], planner: Planner, first_round: int) -> None:
+    """Write what every round of the run reads: its configuration, the rewind point, the planner's first state."""
+    io.write_json(run / paths.CONFIG, config.to_dict())
+    if not (run / paths.REWIND).is_file():
+        io.save_torch(run / paths.REWIND, dense["rewind"])
+    if first_round == 0:
+        io.save_torch(paths.planner_state_file(run, 0), planner.state_dict())
+
+
+class _Loop:
+    """One run's rounds: train (rewound to W_k under the round's mask), plan, prune, commit."""
+
+    def __init__(self, setup: Setup, run: Path, model: nn.Module, weights: dict[str, torch.Tensor],
+                 planner: Planner, dense: dict[str, Any], on_round_start: RoundHook | None, progress: bool) -> None:
+        self.setup, self.run, self.model, self.weights, self.planner = setup, run, model, weights, planner
+        self.dense, self.dense_result = dense, TrainResult(**dense["result"])
+        self.kinds = layer_kinds(model)
+        self.on_round_start, self.progress = on_round_start, progress
+        self.iterations, self.seconds = 0, 0.0  # cumulative, as rounds.csv reports them
+        self.proxy_iterations = 0  # cumulative steps of the planner's retraining proxies
+
+    def round(self, r: int, masks: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Round r from start to commit; returns the next round's masks and round r's row of rounds.csv."""
+        result, train_seconds = self._train(r, masks)
+        began = time.perf_counter()
+        setup = self.setup
+        retrainer = Retrainer(self.model, _state(self.model), self.dense["rewind"], setup.splits, setup.config.train,
+                              setup.order)
+        ctx = RoundContext(r, self.model, {n: w.detach() for n, w in self.weights.items()}, masks, self.kinds,
+                           setup.splits, result, self.dense_result, self.run, retrainer)
+        self.planner.observe(ctx)
+        fractions = self.planner.propose(ctx)
+        self.proxy_iterations += retrainer.iterations
+        next_masks = pruning.magnitude_prune(ctx.weights, masks, fractions)
+        plan_seconds = time.perf_counter() - began
+        self.seconds += train_seconds + plan_seconds
+        row = round_row(r, masks, result, self.iterations, self.seconds, self.proxy_iterations)
+        self._commit(r, next_masks, result, row, {"round": r, "train_seconds": train_seconds,
+                                                 "plan_seconds": plan_seconds,
+                                                 **{f"fraction:{n}": f for n, f in fractions.items()}})
+        return next_masks, row
+
+    def _train(self, r: int, masks: dict[str, torch.Tensor]) -> tuple[TrainResult, float]:
+        """Round 0 is the dense network, trained once for every planner; round r trains mask * W_k from k to T."""
+        t = self.setup.config.train
+        if r == 0:
+            self.model.load_state_dict(self.dense["trained"])
+            self.iterations += t.train_iterations
+            return self.dense_result, self.dense_result.seconds
+        began = time.perf_counter()
+        self.model.load_state_dict(self.dense["rewind"])
+        with torch.no_grad():
+            for n, w in self.weights.items():
+                w.mul_(masks[n])
+        if self.on_round_start:
+            self.on_round_start(r, self.model, masks)
+        result = self.setup.train(self.model, masks, t.rewind_iteration, f"round {r}", self.progress)
+        self.iterations += t.train_iterations - t.rewind_iteration
+        return result, time.perf_counter() - began
+
+    def _commit(self, r: int, next_masks: dict[str, torch.Tensor], result: TrainResult, row: dict[str, Any],
+                plan: dict[str, Any]) -> None:
+        """Save what round r + 1 starts from, then append round r's row: the commit point of round r."""
+        run = self.run
+        io.save_torch(paths.masks_file(run, r + 1), {n: m.cpu() for n, m in next_masks.items()})
+        io.save_torch(paths.planner_state_file(run, r + 1), self.planner.state_dict())
+        io.replace_round(run / paths.CURVES, r, [{"round": r, **c} for c in result.curve])
+        io.replace_round(run / paths.PLANS, r, [plan])
+        io.append_csv(run / paths.ROUNDS, [row])
+        export_ticket(run, r)
+        _write_summary(run, self.setup.config, row, self.dense_result.test_accuracy)
 
 
 def truncate_run(run: Path, round_: int) -> int:

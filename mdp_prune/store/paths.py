@@ -1,8 +1,10 @@
-"""Every file name of the results store, in one place (OpenLTH's `paths` idea).
+"""Every file and folder name of the results, in one place (OpenLTH's `paths` idea).
+
+A results store (`python -m mdp_prune run --out OUT`):
 
     OUT/
       dense/dense_<train hash>/dense.pt      round 0 and the rewind point, shared by all planners
-      <planner>_<run hash>/
+      <planner>_<run hash>/                  one run; the hash covers the configuration's non-default fields
         config.json  rounds.csv  curves.csv  plans.csv  summary.json  rewind.pt  ticket.pt
         masks/round_<r>.pt                   the mask round r trains with
         planner/state_<r>.pt                 the planner's state before round r (for exact resumption)
@@ -12,6 +14,15 @@
         controls/<kind>.csv                  random reinitialisation / random pruning controls
         proxy_check/round_<r>.csv            proxy-check: every proxy kind and the retrained truth per plan,
         proxy_check/round_<r>_summary.csv    Spearman rho and cost per kind, and the round's W_T
+        error.txt                            a grid cell's traceback when it failed
+
+A comparison (`python -m gridsearch compare --out OUT`):
+
+    OUT/
+      grid.csv  comparison.csv  report.md  figures/<name>.png
+      runs/                                  a results store as above: every grid cell and method
+
+The speed benchmark (`make bench`) writes BENCH_OUT/results.json.
 """
 
 from __future__ import annotations
@@ -55,10 +66,9 @@ def qtable_file(run: Path, round_: int) -> Path:
     return run / "qtable" / f"round_{round_}.npz"
 
 
-def qtable_files(run: Path) -> list[Path]:
-    """The Q-table snapshots of a run, in round order."""
-    found = (run / "qtable").glob("round_*.npz")
-    return sorted(found, key=lambda p: int(p.stem.removeprefix("round_")))
+def qtable_rounds(run: Path) -> list[int]:
+    """The rounds whose Q-table snapshot the run holds, in order."""
+    return sorted(int(p.stem.removeprefix("round_")) for p in (run / "qtable").glob("round_*.npz"))
 
 
 def proxy_check_file(run: Path, round_: int) -> Path:
@@ -75,6 +85,18 @@ def proxy_check_trained_file(run: Path, round_: int) -> Path:
 
 def control_file(run: Path, kind: str) -> Path:
     return run / "controls" / f"{kind}.csv"
+
+
+def runs_dir(comparison: Path) -> Path:
+    """The results store inside a comparison folder."""
+    return comparison / "runs"
+
+
+GRID_CSV = "grid.csv"
+COMPARISON_CSV = "comparison.csv"
+REPORT = "report.md"
+FIGURES = "figures"
+BENCH_RESULTS = "results.json"
 
 
 def is_run_dir(path: Path) -> bool:

@@ -145,7 +145,7 @@ class QLearningPlanner(Planner):
     def _warm_start_values(self, n_states: int) -> np.ndarray:
         """The final Q-values of the run folder `init_qtable` (states are relative, so they transfer)."""
         run = Path(self.q.init_qtable)
-        tables = paths.qtable_files(run)
+        tables = [paths.qtable_file(run, r) for r in paths.qtable_rounds(run)]
         if not tables:
             raise UserError(f"--init-qtable {run}: no Q-table found (expected {paths.qtable_file(run, 0)} ...)")
         try:

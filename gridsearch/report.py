@@ -1,0 +1,175 @@
+"""report.md of a comparison: one function per section, each returning its markdown lines.
+
+Numbers come from comparison.csv (`frame`) and grid.csv (`table`); test accuracy appears here and nowhere in the
+selection.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gridsearch import markdown
+from gridsearch.figures import write_figures
+from gridsearch.grid import Grid
+from gridsearch.markdown import mean_std, seed_cell
+from gridsearch.stats import paired_difference
+from gridsearch.summarize import convergence
+from mdp_prune.config import RunConfig
+from mdp_prune.engine import data
+from mdp_prune.engine.models import build_model, multiply_adds
+from mdp_prune.store import io, paths
+
+Lines = list[str]
+
+
+def write_report(out: Path, frame: pd.DataFrame, table: pd.DataFrame, best: dict[str, Any], grid: Grid,
+                 config: RunConfig, target: float) -> Path:
+    methods = list(dict.fromkeys(frame["method"]))
+    seeds = sorted(frame["seed"].unique())
+    sections = [
+        _header(config, seeds),
+        _grid_section(table, best, grid, config),
+        _accuracy_section(frame, methods, len(seeds)),
+        _target_section(frame, methods, len(seeds), target, config),
+        _compression_section(out, frame, methods, config),
+        _difference_section(frame),
+        _convergence_section(out, frame),
+        _figures_section(out, frame, table),
+    ]
+    report = out / paths.REPORT
+    io.write_bytes(report, "\n".join(line for section in sections for line in section).encode())
+    return report
+
+
+def _header(config: RunConfig, seeds: list[int]) -> Lines:
+    t = config.train
+    return [f"# Comparison: {t.dataset}, {t.model}, {config.rounds} rounds, seeds {', '.join(map(str, seeds))}", "",
+            f"Training: {t.train_iterations} iterations per round, batch {t.batch_size}, {t.optimizer} lr {t.lr}, "
+            f"rewind to iteration {t.rewind_iteration}. Every method shares the training code, data and seeds.", ""]
+
+
+def _grid_section(table: pd.DataFrame, best: dict[str, Any], grid: Grid, config: RunConfig) -> Lines:
+    n_failed = int((table["status"] != "done").sum())
+    scored = grid.scored_rounds(config)
+    return ["## Grid search (validation only)", "",
+            f"Grid `{grid.name}`: {len(table)} cells ({len(grid.combinations())} combinations × {len(grid.seeds)} "
+            f"seeds), {n_failed} failed. Score: validation accuracy averaged over the pruned rounds"
+            f"{f' 1–{scored}' if scored < config.rounds else ''} and the seeds.",
+            "", f"Chosen: {', '.join(f'`{k}={v}`' for k, v in best.items()) or 'the only combination'}.", ""]
+
+
+def _accuracy_section(frame: pd.DataFrame, methods: list[str], n_seeds: int) -> Lines:
+    dense = frame[frame["round"] == 0]
+    lines = ["## Test accuracy (%), mean ± std over seeds", "",
+             f"Dense network (round 0): {mean_std(dense.drop_duplicates('seed')['test_accuracy'])} %. "
+             "`qlearning` is the chosen configuration in budget mode (each round removes the lt baseline's share "
+             "of weights); `qlearning-free` lets its reward set the pace and stops at the target; `reinit` is the "
+             "chosen tickets' masks with fresh random weights. (n=k): only k seeds ran that round (a run stops "
+             "at the target or on a plan that prunes nothing).", ""]
+    by_round = []
+    for r in sorted(frame["round"].unique()):
+        row: dict[str, Any] = {"round": r}
+        lt = frame[(frame["method"] == "lt") & (frame["round"] == r)]["weights_remaining"]
+        row["weights remaining (lt) %"] = f"{lt.mean() * 100:.1f}" if len(lt) else "–"
+        for m in methods:
+            row[m] = seed_cell(frame[(frame["method"] == m) & (frame["round"] == r)]["test_accuracy"], n_seeds)
+        by_round.append(row)
+    remaining = frame.groupby(["method", "round"])["weights_remaining"].mean().unstack("method")[methods] * 100
+    return lines + [markdown.table(pd.DataFrame(by_round)), "",
+                    "Weights remaining (%) by round, mean over seeds:", "",
+                    markdown.table(remaining.round(2).astype(object).reset_index().fillna("–")), ""]
+
+
+def _target_section(frame: pd.DataFrame, methods: list[str], n_seeds: int, target: float,
+                    config: RunConfig) -> Lines:
+    lines = ["## Reaching the target", "",
+             f"Target: {target * 100:.2f} % of weights remaining (the lt ladder after {config.rounds} rounds). "
+             "Rounds, cumulative training iterations and seconds until a method first reaches it, and the test "
+             "accuracy there (mean ± std over seeds; seeds that never reach it are counted in the last column).", ""]
+    reach = []
+    for m in _pruning_methods(methods):
+        hits = []
+        for _, g in frame[frame["method"] == m].groupby("seed"):
+            hit = g[g["weights_remaining"] <= target + 1e-9]
+            if len(hit):
+                hits.append(hit.iloc[0])
+        sub = pd.DataFrame(hits)
+        reach.append({"method": m, "rounds": mean_std(sub["round"], 1, 1) if len(sub) else "–",
+                      "training iterations": mean_std(sub["train_iterations"], 1, 0) if len(sub) else "–",
+                      "seconds": mean_std(sub["seconds"], 1, 1) if len(sub) else "–",
+                      "test accuracy %": mean_std(sub["test_accuracy"]) if len(sub) else "–",
+                      "seeds not reaching": n_seeds - len(sub)})
+    return lines + [markdown.table(pd.DataFrame(reach)), ""]
+
+
+def _pruning_methods(methods: list[str]) -> list[str]:
+    # A control retrains single tickets: it has no pruning trajectory of its own.
+    return [m for m in methods if m != "reinit"]
+
+
+def _compression_section(out: Path, frame: pd.DataFrame, methods: list[str], config: RunConfig) -> Lines:
+    lines = ["## Compression and theoretical speed-up at the last round", "",
+             "Compression ratio = all prunable weights / remaining ones; speed-up = dense multiply-adds / "
+             "multiply-adds of the remaining weights (per layer), for one example.", ""]
+    macs = _multiply_adds(config)
+    comp = []
+    for m in _pruning_methods(methods):
+        last = frame[frame["method"] == m].sort_values("round").groupby("seed").tail(1)
+        speedups = [_speedup(macs, _last_per_layer(out / run)) for run in last["run_dir"]]
+        comp.append({"method": m, "round": mean_std(last["round"], 1, 1),
+                     "weights remaining %": mean_std(last["weights_remaining"]),
+                     "compression ratio": f"{(1 / last['weights_remaining']).mean():.1f}",
+                     "theoretical speed-up": f"{np.mean(speedups):.1f}",
+                     "test accuracy %": mean_std(last["test_accuracy"]),
+                     "training iterations": int(last["train_iterations"].mean()),
+                     "seconds": f"{last['seconds'].mean():.1f}"})
+    return lines + [markdown.table(pd.DataFrame(comp)), ""]
+
+
+def _multiply_adds(config: RunConfig) -> dict[str, int]:
+    t = config.train
+    input_shape, num_classes = data.SHAPES[t.dataset]
+    return multiply_adds(build_model(t.model, input_shape, num_classes, t.hidden_sizes, t.seed), input_shape)
+
+
+def _last_per_layer(run: Path) -> dict[str, float]:
+    """Fraction of each layer's weights remaining at the run's last round."""
+    rounds = io.read_csv(run / paths.ROUNDS)
+    final = rounds.iloc[-1]
+    return {c.split(":", 1)[1]: float(final[c]) for c in rounds.columns if c.startswith("remaining:")}
+
+
+def _speedup(macs: dict[str, int], per_layer: dict[str, float]) -> float:
+    return sum(macs.values()) / max(1e-12, sum(macs[n] * per_layer.get(n, 1.0) for n in macs))
+
+
+def _difference_section(frame: pd.DataFrame) -> Lines:
+    lines = ["## Q-planner minus lt, paired by seed", "",
+             "Difference in test accuracy (percentage points), 95 % percentile-bootstrap interval over seeds, and "
+             "the bootstrap probability that the Q-planner is better. With few seeds the interval is wide: read "
+             "it as a statement of uncertainty, not a test.", ""]
+    diffs = []
+    for r in sorted(frame["round"].unique())[1:]:
+        d = paired_difference(frame, "qlearning", "lt", r)
+        ci = "–" if math.isnan(d["low"]) else f"[{d['low'] * 100:+.2f}, {d['high'] * 100:+.2f}]"
+        diffs.append({"round": r, "mean (pp)": f"{d['mean'] * 100:+.2f}", "95 % CI (pp)": ci,
+                      "P(improvement)": f"{d['p_improvement']:.2f}", "seeds": d["n"]})
+    return lines + [markdown.table(pd.DataFrame(diffs)), ""]
+
+
+def _convergence_section(out: Path, frame: pd.DataFrame) -> Lines:
+    q_runs = frame[frame["method"].isin(["qlearning", "qlearning-free"])].drop_duplicates("run_dir")["run_dir"]
+    return ["## Q-learning convergence", "",
+            "Per run (`qlearning_rounds.csv`): rounds whose greedy plan stayed the same over the last 10 % of "
+            "episodes, and max |ΔQ| in a round's first and last episode.", "",
+            markdown.table(convergence([out / r for r in q_runs]).drop(columns="run")), ""]
+
+
+def _figures_section(out: Path, frame: pd.DataFrame, table: pd.DataFrame) -> Lines:
+    figures = write_figures(out, frame, table)
+    return ["## Figures", ""] + [f"![{name}]({paths.FIGURES}/{name}.png)" for name in figures] + [""]

@@ -1,0 +1,48 @@
+"""Readers of one run folder's tables (the layout `mdp_prune.store.paths` names), for the figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mdp_prune.store import io, paths
+from qtable import Discretizer
+
+
+def read_table(run: str | Path, name: str) -> pd.DataFrame | None:
+    """A run's CSV table (e.g. `paths.QLEARNING_LOG`), or None when the run has none."""
+    path = Path(run) / name
+    return pd.read_csv(path) if path.is_file() and path.stat().st_size > 0 else None
+
+
+def layer_names(run: str | Path) -> list[str]:
+    """The run's prunable layers in order, from the `remaining:<layer>` columns of rounds.csv."""
+    table = read_table(run, paths.ROUNDS)
+    return [] if table is None else [c.split(":", 1)[1] for c in table.columns if c.startswith("remaining:")]
+
+
+def qtable_snapshot(run: str | Path, round_: int | None = None) -> dict[str, Any]:
+    """The keyword arguments of `qtable_heatmaps` and `coverage` for a run's Q-table after `round_` (default: the
+    last saved round), read from its Q-table snapshots and config.json."""
+    run = Path(run)
+    saved = paths.qtable_rounds(run)
+    if not saved:
+        raise FileNotFoundError(f"{run} has no Q-table snapshots ({paths.qtable_file(run, 0).parent.name}/): "
+                                "is it a qlearning run?")
+    round_ = saved[-1] if round_ is None else int(round_)
+    with np.load(paths.qtable_file(run, round_)) as npz:
+        values, visits = np.array(npz["values"]), np.array(npz["visits"])
+    config = io.read_json(run / paths.CONFIG)
+    acc = Discretizer(config["qlearning"]["accuracy_edges"])
+    sparsity = Discretizer(config["qlearning"]["sparsity_edges"])
+    n_cells = acc.n_buckets * sparsity.n_buckets
+    layers = layer_names(run)
+    n_layers = values.shape[0] // n_cells - 1
+    if len(layers) != n_layers:
+        layers = [f"layer {i}" for i in range(n_layers)]
+    return {"values": values, "visits": visits, "space_sizes": (n_layers + 1, acc.n_buckets, sparsity.n_buckets),
+            "actions": list(config["prune"]["actions"]), "accuracy_labels": acc.labels(),
+            "sparsity_labels": sparsity.labels(), "layers": layers, "round_": round_}
