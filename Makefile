@@ -1,7 +1,8 @@
-# Every target creates the virtual environment from requirements.txt on first use.
+# Every target creates the virtual environment on first use: requirements.txt, then the project itself
+# (editable, so that `import mdp_prune` and the `mdp-prune`/`mdp-grid` commands work from any folder).
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum | cut -d' ' -f1)
 # Variables of gridsearch and compare-baseline (empty: the grid file's own value).
 OUT     ?= results/compare
 GRID    ?= small
@@ -16,10 +17,11 @@ GRID_ARGS = --grid $(GRID) --out $(OUT) --n-jobs $(JOBS) $(if $(DATASET),--datas
 
 .PHONY: venv test test-all lint bench compare-baseline gridsearch notebooks clean
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -r requirements.txt
+	$(VENV)/bin/pip install --quiet -e . --no-deps
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -32,7 +34,7 @@ test-all: $(STAMP)  ## also the slow end-to-end checks
 	$(PY) -m pytest -m "slow or not slow"
 
 lint: $(STAMP)
-	$(PY) -m ruff check .
+	$(PY) -m ruff check .  # the packages, the tests and notebooks/run.py
 
 bench: $(STAMP)  ## speed ratios measured in one run -> bench/results.json
 	$(PY) -m mdp_prune.experiments.bench --out bench $(if $(THREADS),--threads $(THREADS))

@@ -1,8 +1,9 @@
-"""`python -m gridsearch search|compare`: the grid search and the comparison report.
+"""The `mdp-grid` command (also `python -m gridsearch`): the grid search, the comparison report, summaries.
 
-    python -m gridsearch search  --grid small                       # make gridsearch
-    python -m gridsearch compare --grid small                       # make compare-baseline
-    python -m gridsearch compare --grid paper --dataset fashion-mnist --preset lenet --n-jobs 2
+    mdp-grid search  --grid small                       # make gridsearch
+    mdp-grid compare --grid small                       # make compare-baseline
+    mdp-grid compare --grid paper --dataset fashion-mnist --preset lenet --n-jobs 2
+    mdp-grid summarize RUN_DIR... [--convergence]
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from mdp_prune.store import paths
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m gridsearch", description="Grid search and comparison against the baselines.")
+    parser = _Parser(prog="mdp-grid", description="Grid search and comparison against the baselines.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, text in (("search", "run the grid and write grid.csv (validation figures only)"),
                        ("compare", "grid search, selection on validation, every baseline, report.md")):

@@ -1,8 +1,9 @@
-"""Command line, built from the configuration dataclasses so that every field has exactly one flag.
+"""The `mdp-prune` command (also `python -m mdp_prune`), built from the configuration dataclasses so that every
+field has exactly one flag.
 
-    python -m mdp_prune run --dataset digits --planner lt --rounds 5 --seed 0 --out results/
-    python -m mdp_prune control RUN_DIR --kind reinit --rounds 3,7,12,15
-    python -m mdp_prune export RUN_DIR --round 7 --output ticket.pt
+    mdp-prune run --dataset digits --planner lt --rounds 5 --seed 0 --out results/
+    mdp-prune control RUN_DIR --kind reinit --rounds 3,7,12,15
+    mdp-prune export RUN_DIR --round 7 --output ticket.pt
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def _int_list(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m mdp_prune", description="Lottery tickets with a learned pruning planner.")
+    parser = _Parser(prog="mdp-prune", description="Lottery tickets with a learned pruning planner.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="run (or resume) IMP with rewinding and a planner",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +15,10 @@ from mdp_prune import viz
 from mdp_prune.store import paths
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "notebooks"))
-import run as notebook_runner  # noqa: E402
+# notebooks/run.py is a script, not a package module: load it from its file.
+_spec = importlib.util.spec_from_file_location("notebook_runner", ROOT / "notebooks" / "run.py")
+notebook_runner = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(notebook_runner)
 
 
 def test_every_notebook_executes_and_writes_its_figures(tiny_comparison, tmp_path):

@@ -1,0 +1,42 @@
+"""The project installs as a package: what pyproject.toml declares is what the code needs and what make installs."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+tomllib = pytest.importorskip("tomllib")
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!\[ ;]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_requirements_txt_installs_every_declared_dependency():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
+    declared = {r for r in declared if not r.startswith(project["name"])}  # the dev extra names the others
+    listed = {line.strip() for line in (ROOT / "requirements.txt").read_text().splitlines()
+              if line.strip() and not line.startswith("#")}
+    assert {_name(r): r for r in declared} == {_name(r): r for r in listed}
+
+
+def test_grid_files_are_package_data():
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert "grids/*.yaml" in config["gridsearch"]
+    assert sorted(p.name for p in (ROOT / "gridsearch" / "grids").glob("*.yaml")) == ["paper.yaml", "small.yaml"]
+
+
+@pytest.mark.parametrize("module,command", [("mdp_prune", "run"), ("gridsearch", "compare")])
+def test_the_project_imports_from_any_folder(tmp_path, module, command):
+    """Installed (make's `pip install -e .`), the commands work outside the repository, with no sys.path help."""
+    out = subprocess.run([sys.executable, "-m", module, command, "--help"], cwd=tmp_path, capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
+    assert "--out" in out.stdout
+
