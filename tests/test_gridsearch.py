@@ -12,19 +12,9 @@ from gridsearch.markdown import seed_cell
 from gridsearch.selection import search, select
 from mdp_prune.store import paths
 
-TINY_BASE = {"train.model": "mlp", "train.hidden_sizes": [16], "train.train_iterations": 30,
-             "train.eval_every": 10, "train.batch_size": 32, "prune.planner": "qlearning",
-             "qlearning.budget": "lt", "qlearning.episodes": 15, "rounds": 2, "device": "cpu"}
 
-
-def _grid_file(tmp_path, params, seeds=(0, 1), base=None):
-    path = tmp_path / "grid.yaml"
-    path.write_text(yaml.safe_dump({"base": {**TINY_BASE, **(base or {})}, "params": params, "seeds": list(seeds)}))
-    return load_grid(str(path))
-
-
-def test_expansion_is_sorted_and_crossed_with_seeds(tmp_path):
-    grid = _grid_file(tmp_path, {"qlearning.gamma": [0.5, 0.9], "qlearning.alpha": [0.1, 0.2, 0.3]}, seeds=(0, 1))
+def test_expansion_is_sorted_and_crossed_with_seeds(tmp_path, tiny_grid):
+    grid = load_grid(str(tiny_grid({"qlearning.gamma": [0.5, 0.9], "qlearning.alpha": [0.1, 0.2, 0.3]}, seeds=(0, 1))))
     cells = grid.cells()
     assert len(cells) == 2 * 3 * 2
     # sorted keys (alpha before gamma), the last key varying fastest, seeds innermost
@@ -44,8 +34,8 @@ def test_builtin_grids_load_and_bad_grids_are_clear_errors(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-def test_parallel_equals_serial_and_a_rerun_skips_finished_cells(tmp_path):
-    grid = _grid_file(tmp_path, {"qlearning.alpha": [0.1, 0.5]})
+def test_parallel_equals_serial_and_a_rerun_skips_finished_cells(tmp_path, tiny_grid):
+    grid = load_grid(str(tiny_grid({"qlearning.alpha": [0.1, 0.5]})))
     serial = search(grid, tmp_path / "serial", n_jobs=1, progress=False)
     parallel = search(grid, tmp_path / "parallel", n_jobs=2, progress=False)
     for a, b in zip(serial["run_dir"], parallel["run_dir"], strict=True):
@@ -58,8 +48,8 @@ def test_parallel_equals_serial_and_a_rerun_skips_finished_cells(tmp_path):
     pd.testing.assert_frame_equal(serial, again)
 
 
-def test_interrupted_grid_resumes(tmp_path):
-    grid = _grid_file(tmp_path, {"qlearning.alpha": [0.1, 0.5]}, seeds=(0,))
+def test_interrupted_grid_resumes(tmp_path, tiny_grid):
+    grid = load_grid(str(tiny_grid({"qlearning.alpha": [0.1, 0.5]}, seeds=(0,))))
     from mdp_prune.experiments.imp import run_imp
 
     first = grid.cells()[0].config
@@ -68,12 +58,10 @@ def test_interrupted_grid_resumes(tmp_path):
     assert (table["status"] == "done").all() and (table["rounds_done"] == 2).all()
 
 
-def test_search_rounds_score_cells_early_and_an_extended_cell_scores_as_before(tmp_path, capsys):
+def test_search_rounds_score_cells_early_and_an_extended_cell_scores_as_before(tmp_path, tiny_grid, capsys):
     from mdp_prune.experiments.imp import run_imp
 
-    path = tmp_path / "grid.yaml"
-    path.write_text(yaml.safe_dump({"base": TINY_BASE, "params": {"qlearning.alpha": [0.1, 0.5]}, "seeds": [0],
-                                    "search_rounds": 1}))
+    path = tiny_grid({"qlearning.alpha": [0.1, 0.5]}, seeds=(0,), search_rounds=1)
     grid = load_grid(str(path))
     table = search(grid, tmp_path / "out", n_jobs=1, progress=False)
     assert (table["rounds_done"] == 1).all()
@@ -88,20 +76,20 @@ def test_search_rounds_score_cells_early_and_an_extended_cell_scores_as_before(t
     # the command line overrides it, and rejects nonsense in one line
     assert grid_main(["search", "--grid", str(path), "--search-rounds", "0", "--out", str(tmp_path / "o")]) == 2
     assert "--search-rounds must be at least 1" in capsys.readouterr().err
-    path.write_text(yaml.safe_dump({"base": TINY_BASE, "params": {}, "search_rounds": "two"}))
+    path = tiny_grid({}, search_rounds="two")
     assert grid_main(["search", "--grid", str(path), "--out", str(tmp_path / "o")]) == 2
     assert "search_rounds must be a positive integer" in capsys.readouterr().err
 
 
-def test_a_failing_cell_is_recorded_and_the_others_finish(tmp_path):
+def test_a_failing_cell_is_recorded_and_the_others_finish(tmp_path, tiny_grid):
     broken = tmp_path / "broken"
     broken.mkdir()
     for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                  "t10k-labels-idx1-ubyte"):
         with gzip.open(broken / f"{name}.gz", "wb") as f:
             f.write(b"not an idx file")
-    grid = _grid_file(tmp_path, {"train.dataset": ["digits", "fashion-mnist"]}, seeds=(0,),
-                      base={"data_dir": str(broken)})
+    grid = load_grid(str(tiny_grid({"train.dataset": ["digits", "fashion-mnist"]}, seeds=(0,),
+                                     base={"data_dir": str(broken)})))
     table = search(grid, tmp_path / "out", n_jobs=2, progress=False)
     assert table.set_index("train.dataset")["status"].to_dict() == {"digits": "done", "fashion-mnist": "failed"}
     assert "cannot read IDX file" in table.set_index("train.dataset").loc["fashion-mnist", "error"]
@@ -117,9 +105,9 @@ def test_selection_uses_validation_only():
     assert select(table, ["qlearning.alpha"]) == {"qlearning.alpha": 0.1}
 
 
-def test_dask_local_cluster_runs_a_tiny_grid(tmp_path):
+def test_dask_local_cluster_runs_a_tiny_grid(tmp_path, tiny_grid):
     distributed = pytest.importorskip("distributed")
-    grid = _grid_file(tmp_path, {"qlearning.alpha": [0.1, 0.5]}, seeds=(0,))
+    grid = load_grid(str(tiny_grid({"qlearning.alpha": [0.1, 0.5]}, seeds=(0,))))
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", processes=True,
                                   dashboard_address=None) as cluster:
         table = search(grid, tmp_path / "out", n_jobs=2, backend="dask", scheduler=cluster.scheduler_address,

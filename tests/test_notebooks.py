@@ -66,6 +66,7 @@ def test_every_figure_is_labelled(tiny_comparison):
                viz.training_curves(viz.read_table(run, paths.CURVES))]
     for fig in figures:
         axes = [ax for ax in fig.axes if ax.get_label() != "<colorbar>" and ax.has_data()]
-        assert axes and fig.texts or any(ax.get_title() for ax in axes) or fig._suptitle is not None
+        assert axes, f"{fig} draws no data"
+        assert fig.get_suptitle() or all(ax.get_title() for ax in axes), f"{fig} has no title"
         for ax in axes:
             assert ax.get_xlabel() and ax.get_ylabel(), fig
