@@ -11,6 +11,9 @@ from mdp_prune.experiments.imp import ROUND_COLUMNS
 from mdp_prune.store import io, paths
 
 COMPARISON_COLUMNS = ("method", "seed", *ROUND_COLUMNS, "run_dir")
+# What a comparison.csv needs for the figures; older ones lack the later columns (e.g. proxy_iterations).
+REQUIRED_COLUMNS = ("method", "seed", "round", "weights_remaining", "test_accuracy", "val_accuracy",
+                    "early_stop_iteration", "run_dir")
 
 
 def comparison_frame(out: Path, runs: dict[str, dict[int, Path]]) -> pd.DataFrame:
@@ -18,17 +21,22 @@ def comparison_frame(out: Path, runs: dict[str, dict[int, Path]]) -> pd.DataFram
     parts = []
     for method, by_seed in runs.items():
         for seed, run in by_seed.items():
-            rows = io.read_csv(run / paths.ROUNDS)[ROUND_COLUMNS].assign(
+            rows = _round_columns(io.read_csv(run / paths.ROUNDS)).assign(
                 method=method, seed=seed, run_dir=str(run.relative_to(out)))
             parts.append(rows)
             if method == "qlearning":
                 control = io.read_csv(paths.control_file(run, "reinit"))
                 if not control.empty:
                     dense = rows[rows["round"] == 0]
-                    parts.append(pd.concat([dense, control[ROUND_COLUMNS].assign(
+                    parts.append(pd.concat([dense, _round_columns(control).assign(
                         method="reinit", seed=seed, run_dir=str(run.relative_to(out)))]).assign(method="reinit"))
     frame = pd.concat(parts, ignore_index=True)
     return frame[list(COMPARISON_COLUMNS)]
+
+
+def _round_columns(rounds: pd.DataFrame) -> pd.DataFrame:
+    # Runs and controls written before the planner's proxies could retrain have no proxy_iterations: they spent none.
+    return rounds.reindex(columns=ROUND_COLUMNS, fill_value=0)
 
 
 def load_comparison(results_dir: str | Path) -> dict[str, Any]:
@@ -47,7 +55,7 @@ def load_comparison(results_dir: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"{root} is not a comparison folder (no {paths.COMPARISON_CSV}): expected the output "
                                 "of `make compare-baseline` (default results/compare)")
     comparison = pd.read_csv(table)
-    missing = [c for c in COMPARISON_COLUMNS if c not in comparison.columns]
+    missing = [c for c in REQUIRED_COLUMNS if c not in comparison.columns]
     if missing:
         raise ValueError(f"{table} lacks the column(s) {', '.join(missing)}")
     grid = pd.read_csv(root / paths.GRID_CSV) if (root / paths.GRID_CSV).is_file() else None
