@@ -86,7 +86,7 @@ class PruneConfig:
 
 @dataclass(frozen=True)
 class QLearningConfig:
-    """The pruning MDP and its tabular Q-learning (DESIGN.md section 2); used by `--planner qlearning`."""
+    """The pruning MDP and its tabular Q-learning (docs/design.md, section 2); used by `--planner qlearning`."""
 
     episodes: int = _opt(600, "Q-learning episodes per round (one episode walks every prunable layer)")
     alpha: float = _opt(0.5, "learning rate alpha of the Q update (start value of its schedule)")

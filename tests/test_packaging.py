@@ -40,3 +40,18 @@ def test_the_project_imports_from_any_folder(tmp_path, module, command):
     assert out.returncode == 0, out.stderr
     assert "--out" in out.stdout
 
+
+OUTSIDE_DESIGN_DOC = "DESIGN" + ".md"  # spelt in two parts so that this file does not cite it
+
+
+def test_docs_link_only_to_files_in_the_repository():
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    documents = [ROOT / f for f in tracked if f.endswith((".md", ".py", ".ipynb", ".toml", ".yaml"))]
+    if not documents:
+        pytest.skip("not a git checkout")
+    for doc in documents:
+        text = doc.read_text()
+        assert OUTSIDE_DESIGN_DOC not in text, f"{doc} cites a design document outside the repository"
+        if doc.suffix == ".md":
+            for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):
+                assert (doc.parent / target).exists(), f"{doc}: broken link {target}"

@@ -1,4 +1,4 @@
-"""The pruning MDP of one IMP round as a Gymnasium environment (DESIGN.md section 2).
+"""The pruning MDP of one IMP round as a Gymnasium environment (docs/design.md, section 2).
 
 An episode walks the prunable layers in order. In state (layer l, accuracy-drop bucket, sparsity bucket) the
 action is an index into a fixed, ordered set of fractions: the share of layer l's remaining weights to prune.
