@@ -31,7 +31,7 @@ def collect(run_dirs: Sequence[Path]) -> pd.DataFrame:
     for run in run_dirs:
         if not paths.is_run_dir(run):
             raise UserError(f"{run} is not a run folder")
-        config = RunConfig.from_dict(io.read_json(run / paths.CONFIG))
+        config = io.read_config(run)
         seed, method = config.train.seed, method_name(config)
         parts.append(io.read_csv(run / paths.ROUNDS).assign(method=method, seed=seed))
         for kind in paths.CONTROL_KINDS:
@@ -67,7 +67,7 @@ def convergence(run_dirs: Sequence[Path]) -> pd.DataFrame:
         log = io.read_csv(run / paths.QLEARNING_ROUNDS)
         if log.empty:
             continue
-        config = RunConfig.from_dict(io.read_json(run / paths.CONFIG))
+        config = io.read_config(run)
         rows.append({"run": run.name, "method": method_name(config), "seed": config.train.seed,
                      "rounds with a stable greedy plan": f"{int(log['plan_stable_last_10pct'].sum())}/{len(log)}",
                      "max |ΔQ|, first episode (median)": f"{log['first_max_abs_dq'].median():.1e}",

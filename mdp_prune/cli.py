@@ -167,11 +167,10 @@ def _dispatch(args: argparse.Namespace) -> None:
         print(run_control(_run_dir(args.run_dir), args.kind, args.rounds, progress=not args.quiet))
     elif args.command == "export":
         from mdp_prune.experiments.imp import export_ticket
-        from mdp_prune.store import io, paths
+        from mdp_prune.store import io
 
         run = _run_dir(args.run_dir)
-        rounds = io.read_csv(run / paths.ROUNDS)
-        last = int(rounds["round"].iloc[-1])
+        last = io.last_round(run)
         round_ = last if args.round is None else args.round
         if not 0 <= round_ <= last:
             raise UserError(f"--round must be between 0 and {last}, got {round_}")
@@ -183,7 +182,6 @@ def _dispatch(args: argparse.Namespace) -> None:
         print(f"removed {removed} round(s) from {args.run_dir}; rerun its command to redo them")
     elif args.command == "proxy-check":
         from mdp_prune.experiments.proxy_check import proxy_check
-        from mdp_prune.store import paths
 
         run = _run_dir(args.run_dir)
         summary = proxy_check(run, args.round, args.plans, progress=not args.quiet)

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import torch
 
-from mdp_prune.config import RunConfig
 from mdp_prune.engine import pruning
 from mdp_prune.engine.models import prunable_weights
 from mdp_prune.engine.training import derive_seed
@@ -25,7 +24,7 @@ from mdp_prune.store import io, paths
 def run_control(run: Path, kind: str, rounds: list[int] | None = None, progress: bool = True) -> Path:
     if kind not in paths.CONTROL_KINDS:
         raise unknown("control", kind, paths.CONTROL_KINDS)
-    config = RunConfig.from_dict(io.read_json(run / paths.CONFIG))
+    config = io.read_config(run)
     ticket_rows = io.read_csv(run / paths.ROUNDS)
     available = [int(r) for r in ticket_rows["round"] if r > 0]
     rounds = available if rounds is None else rounds
@@ -40,7 +39,7 @@ def run_control(run: Path, kind: str, rounds: list[int] | None = None, progress:
     for r in rounds:
         if r in done:
             continue
-        masks = {n: m.to(setup.device) for n, m in io.load_torch(paths.masks_file(run, r)).items()}
+        masks = io.load_masks(run, r, setup.device)
         if kind == "reinit":
             model = setup.model(seed=derive_seed(config.train.seed, "reinit", r) % 2**31)
         else:

@@ -144,7 +144,7 @@ def run_imp(config: RunConfig, out: Path | str = "results", progress: bool = Tru
 def _committed_rows(run: Path, config: RunConfig) -> pd.DataFrame:
     """rounds.csv of the run so far (empty for a new run), after checking the folder holds this configuration."""
     if (run / paths.CONFIG).is_file():
-        stored = RunConfig.from_dict(io.read_json(run / paths.CONFIG))
+        stored = io.read_config(run)
         if stored.hash() != config.hash():
             raise UserError(f"{run} holds a run of another configuration")
     return io.read_csv(run / paths.ROUNDS)
@@ -160,10 +160,10 @@ def _resumed_masks(run: Path, done: int, weights: Mapping[str, torch.Tensor],
     """The masks round `done` trains with (all ones for a new run), or None when the last plan pruned nothing."""
     if done == 0:
         return pruning.ones_like(weights)
-    masks = {n: m.to(device) for n, m in io.load_torch(paths.masks_file(run, done)).items()}
+    masks = io.load_masks(run, done, device)
     if set(masks) != set(weights):
         raise UserError(f"{paths.masks_file(run, done)} does not match the model's layers")
-    previous = io.load_torch(paths.masks_file(run, done - 1)) if done > 1 else pruning.ones_like(weights)
+    previous = io.load_masks(run, done - 1) if done > 1 else pruning.ones_like(weights)
     return None if _unchanged(masks, previous) else masks
 
 
@@ -265,7 +265,7 @@ def truncate_run(run: Path, round_: int) -> int:
             paths.masks_file(run, r).unlink(missing_ok=True)
             paths.planner_state_file(run, r).unlink(missing_ok=True)
     export_ticket(run, round_ - 1)
-    config = RunConfig.from_dict(io.read_json(run / paths.CONFIG))
+    config = io.read_config(run)
     _write_summary(run, config, kept.iloc[-1].to_dict(), float(kept["test_accuracy"].iloc[0]))
     return last - round_ + 1
 
@@ -289,7 +289,7 @@ def export_ticket(run: Path, round_: int, path: Path | None = None) -> Path:
     """Write round `round_`'s ticket: its mask and the rewound weights (mask * W_k) in one checkpoint."""
     rewind = io.load_torch(run / paths.REWIND)
     if round_ > 0:
-        masks = io.load_torch(paths.masks_file(run, round_))
+        masks = io.load_masks(run, round_)
     else:  # round 0 is the dense network: masks of ones over the prunable (matrix-shaped) weights
         masks = {k.removesuffix(".weight"): torch.ones_like(v) for k, v in rewind.items()
                  if k.endswith(".weight") and v.dim() > 1}

@@ -19,7 +19,6 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
-from mdp_prune.config import RunConfig
 from mdp_prune.engine.models import prunable_weights
 from mdp_prune.engine.training import derive_seed
 from mdp_prune.errors import UserError
@@ -42,9 +41,8 @@ def proxy_check(run: Path, round_: int, n_plans: int = 20, progress: bool = True
     summary (one row per kind: Spearman rho, p-value, steps per plan)."""
     if n_plans < 3:
         raise UserError(f"--plans must be at least 3 for a rank correlation, got {n_plans}")
-    config = RunConfig.from_dict(io.read_json(run / paths.CONFIG))
-    rows = io.read_csv(run / paths.ROUNDS)
-    last = int(rows["round"].iloc[-1]) if len(rows) else -1
+    config = io.read_config(run)
+    last = io.last_round(run)
     if not 0 <= round_ <= last:
         raise UserError(f"--round must be a trained round of {run} (0 to {last}), got {round_}")
     setup = Setup(config)
@@ -111,7 +109,7 @@ def summarize(frame: pd.DataFrame, steps: int, candidates: int, round_steps: int
 def _round_masks(run: Path, round_: int, setup: Setup) -> dict[str, torch.Tensor]:
     if round_ == 0:
         return {n: torch.ones_like(w) for n, w in prunable_weights(setup.model()).items()}
-    return {n: m.to(setup.device) for n, m in io.load_torch(paths.masks_file(run, round_)).items()}
+    return io.load_masks(run, round_, setup.device)
 
 
 def _trained_weights(run: Path, round_: int, setup: Setup, dense: dict, masks: dict[str, torch.Tensor],

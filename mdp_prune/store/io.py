@@ -18,7 +18,9 @@ from typing import Any
 import pandas as pd
 import torch
 
+from mdp_prune.config import RunConfig
 from mdp_prune.errors import UserError
+from mdp_prune.store import paths
 
 
 def write_bytes(path: Path, data: bytes) -> None:
@@ -92,3 +94,22 @@ def replace_round(path: Path, round_: int, rows: Sequence[dict[str, Any]]) -> No
         old = old[old["round"] != round_]
     new = pd.DataFrame(list(rows))
     write_csv(path, new if old.empty else pd.concat([old, new], ignore_index=True))
+
+
+# -- a run folder's files ---------------------------------------------------------------------------------------
+
+
+def read_config(run: Path) -> RunConfig:
+    """The configuration a run folder was made with."""
+    return RunConfig.from_dict(read_json(run / paths.CONFIG))
+
+
+def load_masks(run: Path, round_: int, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """The masks round `round_` (at least 1) of a run trains with."""
+    return load_torch(paths.masks_file(run, round_), map_location=device)
+
+
+def last_round(run: Path) -> int:
+    """The run's last committed round (its last row of rounds.csv), -1 when none is."""
+    rows = read_csv(run / paths.ROUNDS)
+    return int(rows["round"].iloc[-1]) if len(rows) else -1
