@@ -7,10 +7,9 @@ from typing import Any
 
 import pandas as pd
 
-from mdp_prune.experiments.imp import ROUND_COLUMNS
 from mdp_prune.store import io, paths
 
-COMPARISON_COLUMNS = ("method", "seed", *ROUND_COLUMNS, "run_dir")
+COMPARISON_COLUMNS = ("method", "seed", *io.ROUND_COLUMNS, "run_dir")
 # What a comparison.csv needs for the figures; older ones lack the later columns (e.g. proxy_iterations).
 REQUIRED_COLUMNS = ("method", "seed", "round", "weights_remaining", "test_accuracy", "val_accuracy",
                     "early_stop_iteration", "run_dir")
@@ -36,7 +35,7 @@ def comparison_frame(out: Path, runs: dict[str, dict[int, Path]]) -> pd.DataFram
 
 def _round_columns(rounds: pd.DataFrame) -> pd.DataFrame:
     # Runs and controls written before the planner's proxies could retrain have no proxy_iterations: they spent none.
-    return rounds.reindex(columns=ROUND_COLUMNS, fill_value=0)
+    return rounds.reindex(columns=io.ROUND_COLUMNS, fill_value=0)
 
 
 def load_comparison(results_dir: str | Path) -> dict[str, Any]:

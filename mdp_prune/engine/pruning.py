@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from mdp_prune.errors import UserError
+
 if TYPE_CHECKING:
     from mdp_prune.config import PruneConfig
 
@@ -44,6 +46,9 @@ def magnitude_prune(weights: Mapping[str, torch.Tensor], masks: Mapping[str, tor
     """Per layer, mask the `fraction` of remaining weights with the smallest |w| (magnitude, never sign)."""
     new = {}
     for name, mask in masks.items():
+        if not torch.isfinite(weights[name]).all():
+            # NaN compares false with everything: the order, and so the count kept, would be wrong.
+            raise UserError(f"layer {name} has non-finite weights; refusing to prune them by magnitude")
         new_mask = mask.detach().clone()
         k = prune_count(int(mask.sum().item()), fractions.get(name, 0.0))
         if k > 0:

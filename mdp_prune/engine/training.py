@@ -7,6 +7,7 @@ zero whenever anyone can look, at a fraction of the cost of `torch.nn.utils.prun
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,19 @@ from mdp_prune.engine.models import prunable_weights
 from mdp_prune.errors import UserError
 
 EVAL_BATCH = 4096
+
+
+class TrainingDiverged(UserError):
+    """The loss became inf or NaN: the weights are garbage from here on, so nothing of the round may be kept."""
+
+    def __init__(self, iteration: int, what: str, cfg: TrainConfig, where: str = "training") -> None:
+        self.iteration, self.what, self.cfg = iteration, what, cfg
+        super().__init__(f"{where} diverged at iteration {iteration} ({what}); nothing of it was kept: rerun with "
+                         f"a smaller --lr (now {cfg.lr:g}, optimizer {cfg.optimizer})")
+
+    def at(self, where: str) -> TrainingDiverged:
+        """The same error, naming the round (or control, or proxy) it happened in."""
+        return TrainingDiverged(self.iteration, self.what, self.cfg, where)
 
 
 def derive_seed(seed: int, *tags: object) -> int:
@@ -125,8 +139,16 @@ def train(
     x, y = splits.train_x, splits.train_y
     curve: list[dict[str, float]] = []
 
+    last_loss: torch.Tensor | None = None
+
     def record(iteration: int) -> None:
+        # Checked where the model is evaluated anyway: a per-step check would cost a device sync every step,
+        # and NaN weights stay NaN, so a divergence between two evaluations is still caught at the next.
+        if last_loss is not None and not torch.isfinite(last_loss).item():
+            raise TrainingDiverged(iteration, f"training loss {last_loss.item()}", cfg)
         loss, acc = evaluate(model, splits.val_x, splits.val_y)
+        if not math.isfinite(loss):
+            raise TrainingDiverged(iteration, f"validation loss {loss}", cfg)
         curve.append({"iteration": iteration, "val_loss": loss, "val_accuracy": acc})
 
     model.train()
@@ -138,6 +160,7 @@ def train(
     for it in range(start, stop):
         idx = order[it]
         loss = F.cross_entropy(model(x[idx]), y[idx])
+        last_loss = loss.detach()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

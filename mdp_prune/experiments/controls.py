@@ -25,7 +25,7 @@ def run_control(run: Path, kind: str, rounds: list[int] | None = None, progress:
     if kind not in paths.CONTROL_KINDS:
         raise unknown("control", kind, paths.CONTROL_KINDS)
     config = io.read_config(run)
-    ticket_rows = io.read_csv(run / paths.ROUNDS)
+    ticket_rows = io.read_rounds(run)
     available = [int(r) for r in ticket_rows["round"] if r > 0]
     rounds = available if rounds is None else rounds
     missing = sorted(set(rounds) - set(available))
@@ -44,12 +44,18 @@ def run_control(run: Path, kind: str, rounds: list[int] | None = None, progress:
             model = setup.model(seed=derive_seed(config.train.seed, "reinit", r) % 2**31)
         else:
             model = setup.model()
-            model.load_state_dict(rewind)
+            try:
+                model.load_state_dict(rewind)
+            except RuntimeError:  # other layer names or shapes
+                raise UserError(f"{run / paths.REWIND} does not fit the model in {run / paths.CONFIG} "
+                                f"({config.train.model}); the run folder is inconsistent") from None
             _, densities = pruning.remaining(masks)
             generator = torch.Generator().manual_seed(derive_seed(config.train.seed, "random-prune", r))
             shapes = {n: m.shape for n, m in masks.items()}
             masks = {n: m.to(setup.device) for n, m in pruning.random_masks(shapes, densities, generator).items()}
-        assert set(masks) == set(prunable_weights(model))
+        if set(masks) != set(prunable_weights(model)):
+            raise UserError(f"{paths.masks_file(run, r)} does not match the layers of the model in "
+                            f"{run / paths.CONFIG} ({config.train.model}); the run folder is inconsistent")
         began = time.perf_counter()
         result = setup.train(model, masks, k, f"{kind} round {r}", progress)
         row = round_row(r, masks, result, config.train.train_iterations - k, time.perf_counter() - began)

@@ -23,15 +23,12 @@ from tqdm.auto import tqdm
 from mdp_prune.config import RunConfig
 from mdp_prune.engine import data, pruning
 from mdp_prune.engine.models import MODELS, build_model, layer_kinds, prunable_weights
-from mdp_prune.engine.training import TrainResult, batch_order, resolve_device, train
+from mdp_prune.engine.training import TrainingDiverged, TrainResult, batch_order, resolve_device, train
 from mdp_prune.errors import UserError, lookup
 from mdp_prune.planners.base import Planner, RoundContext
 from mdp_prune.planners.proxies import Retrainer
 from mdp_prune.planners.registry import PLANNERS, make_planner
 from mdp_prune.store import io, paths
-
-ROUND_COLUMNS = ["round", "weights_remaining", "test_accuracy", "val_accuracy", "early_stop_iteration",
-                 "train_iterations", "proxy_iterations", "seconds"]
 
 RoundHook = Callable[[int, nn.Module, dict[str, torch.Tensor]], None]
 
@@ -48,6 +45,9 @@ class Setup:
         self.device = resolve_device(config.device)
         self.splits = data.load(config.train.dataset, config.data_dir).to(self.device)
         t = config.train
+        if t.batch_size > len(self.splits.train_y):
+            raise UserError(f"--batch-size {t.batch_size} is larger than {t.dataset}'s training split "
+                            f"({len(self.splits.train_y)} examples)")
         self.order = batch_order(len(self.splits.train_y), t.batch_size, t.train_iterations, t.seed)
         self.order = self.order.to(self.device)
 
@@ -61,8 +61,11 @@ class Setup:
               progress: bool, **kwargs: Any) -> TrainResult:
         with tqdm(total=self.config.train.train_iterations - start, desc=desc, leave=False, unit="it",
                   disable=not progress, dynamic_ncols=True) as bar:
-            return train(model, masks, self.splits, self.config.train, self.order, start,
-                         progress=bar.update, **kwargs)
+            try:
+                return train(model, masks, self.splits, self.config.train, self.order, start,
+                             progress=bar.update, **kwargs)
+            except TrainingDiverged as e:
+                raise e.at(desc) from None
 
 
 def dense_round(setup: Setup, out: Path, progress: bool) -> dict[str, Any]:
@@ -103,8 +106,8 @@ def check_names(config: RunConfig) -> RunConfig:
 def run_imp(config: RunConfig, out: Path | str = "results", progress: bool = True,
             on_round_start: RoundHook | None = None) -> Path:
     """Run (or resume) IMP with the configured planner; returns the run folder."""
-    out = Path(out)
     check_names(config)
+    out = io.writable_folder(out, "--out")
     setup = Setup(config)
     run = paths.run_dir(out, config)
     rows = _committed_rows(run, config)
@@ -147,7 +150,7 @@ def _committed_rows(run: Path, config: RunConfig) -> pd.DataFrame:
         stored = io.read_config(run)
         if stored.hash() != config.hash():
             raise UserError(f"{run} holds a run of another configuration")
-    return io.read_csv(run / paths.ROUNDS)
+    return io.read_rounds(run)
 
 
 def _reached_target(config: RunConfig, row: Mapping[str, Any]) -> bool:
@@ -198,7 +201,10 @@ class _Loop:
         ctx = RoundContext(r, self.model, {n: w.detach() for n, w in self.weights.items()}, masks, self.kinds,
                            setup.splits, result, self.dense_result, self.run, retrainer)
         self.planner.observe(ctx)
-        fractions = self.planner.propose(ctx)
+        try:
+            fractions = self.planner.propose(ctx)
+        except TrainingDiverged as e:
+            raise e.at(f"round {r}'s proxy retraining") from None
         self.proxy_iterations += retrainer.iterations
         next_masks = pruning.magnitude_prune(ctx.weights, masks, fractions)
         plan_seconds = time.perf_counter() - began
@@ -245,16 +251,26 @@ def truncate_run(run: Path, round_: int) -> int:
     planner bug, or to replan from there). Rounds before it, their masks and the planner's state before round
     `round_` are kept, so the redone rounds are exactly what a fresh run would compute. Returns the number of
     rounds removed."""
-    rows = io.read_csv(run / paths.ROUNDS)
-    last = int(rows["round"].iloc[-1]) if len(rows) else -1
+    last = len(io.read_csv(run / paths.ROUNDS)) - 1
     if not 1 <= round_ <= last:
         raise UserError(f"--round must be between 1 and the last finished round ({last}), got {round_}")
-    kept = rows[rows["round"] < round_]
+    # Everything the cut run and its rerun need is read before anything is deleted: a damaged file stops the
+    # command with the run as it was.
+    kept = io.read_rounds(run, keep=round_)
+    config = io.read_config(run)
+    io.load_torch(run / paths.REWIND)
+    for r in range(1, round_ + 1):
+        io.load_masks(run, r)
+    io.load_torch(paths.planner_state_file(run, round_))
+    tables = [run / paths.CURVES, run / paths.PLANS, run / paths.QLEARNING_LOG, run / paths.QLEARNING_ROUNDS,
+              *(paths.control_file(run, kind) for kind in paths.CONTROL_KINDS)]
+    contents = {table: io.read_csv(table) for table in tables}
+    roundless = [str(t) for t, c in contents.items() if not c.empty and "round" not in c]
+    if roundless:
+        raise UserError(f"{roundless[0]} is damaged (no round column); delete it and rerun to rebuild it")
     # rounds.csv is the commit point: once it is cut, the run is consistent even if the cleanup below dies.
     io.write_csv(run / paths.ROUNDS, kept)
-    for table in (run / paths.CURVES, run / paths.PLANS, run / paths.QLEARNING_LOG, run / paths.QLEARNING_ROUNDS,
-                  *(paths.control_file(run, kind) for kind in paths.CONTROL_KINDS)):
-        old = io.read_csv(table)
+    for table, old in contents.items():
         if not old.empty:
             io.write_csv(table, old[old["round"] < round_])
     # Round r's commit wrote the mask and planner state of round r + 1 and the Q-table of round r. Those
@@ -265,7 +281,6 @@ def truncate_run(run: Path, round_: int) -> int:
             paths.masks_file(run, r).unlink(missing_ok=True)
             paths.planner_state_file(run, r).unlink(missing_ok=True)
     export_ticket(run, round_ - 1)
-    config = io.read_config(run)
     _write_summary(run, config, kept.iloc[-1].to_dict(), float(kept["test_accuracy"].iloc[0]))
     return last - round_ + 1
 
@@ -296,6 +311,8 @@ def export_ticket(run: Path, round_: int, path: Path | None = None) -> Path:
     weights = dict(rewind)
     for name, mask in masks.items():
         weights[f"{name}.weight"] = rewind[f"{name}.weight"] * mask
+    if path is not None and path.is_dir():
+        raise UserError(f"--output {path} is a folder; name a file, such as {path / paths.TICKET}")
     path = path or run / paths.TICKET
     io.save_torch(path, {"round": round_, "masks": masks, "weights": weights})
     return path

@@ -24,17 +24,36 @@ from mdp_prune.store import paths
 
 
 def write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):  # a full disk, a folder in the file's place: the old file is still there
+            raise UserError(f"cannot write {path}: {e.strerror or e}") from None
         raise
+
+
+def writable_folder(folder: Path | str, what: str) -> Path:
+    """`folder`, created if need be, after checking it can be written: fail before hours of training, not after."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{what} {folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{what} {folder} cannot be created: {e.strerror or e}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"{what} {folder} is not writable")
+    return folder
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -98,6 +117,58 @@ def replace_round(path: Path, round_: int, rows: Sequence[dict[str, Any]]) -> No
 
 # -- a run folder's files ---------------------------------------------------------------------------------------
 
+# rounds.csv: one row per committed round, then one `remaining:<layer>` column per prunable layer.
+ROUND_COLUMNS = ["round", "weights_remaining", "test_accuracy", "val_accuracy", "early_stop_iteration",
+                 "train_iterations", "proxy_iterations", "seconds"]
+_FRACTION_COLUMNS = ("weights_remaining", "test_accuracy", "val_accuracy")
+_COUNT_COLUMNS = ("early_stop_iteration", "train_iterations", "proxy_iterations")
+_OPTIONAL_COLUMNS = ("proxy_iterations",)  # runs written before the proxies could retrain lack it
+
+
+def _first_bad_row(rows: pd.DataFrame) -> tuple[int, str] | None:
+    """(position, what is wrong) of the first row of rounds.csv that cannot be trusted, or None."""
+    layers = [c for c in rows.columns if c.startswith("remaining:")]
+    fractions = [*_FRACTION_COLUMNS, *layers]
+    for i, (_, row) in enumerate(rows.iterrows()):
+        values = pd.to_numeric(row, errors="coerce")
+        empty = [c for c in rows.columns if pd.isna(values[c])]
+        if empty:
+            return i, f"no number in {', '.join(empty)}"
+        if values["round"] != i:
+            return i, f"round {values['round']:g} where round {i} belongs"
+        outside = [c for c in fractions if not 0.0 <= values[c] <= 1.0]
+        if outside:
+            return i, f"{', '.join(outside)} outside [0, 1]"
+        negative = [c for c in _COUNT_COLUMNS if c in rows and (values[c] < 0 or values[c] != int(values[c]))]
+        if negative:
+            return i, f"{', '.join(negative)} not a whole number of iterations"
+    return None
+
+
+def read_rounds(run: Path, keep: int | None = None) -> pd.DataFrame:
+    """A run's rounds.csv, checked before it is trusted: every column, a number in every cell, rounds 0, 1, ...
+
+    With `keep`, only the first `keep` rows are read and checked (what `truncate` keeps). A damaged table is a
+    one-line error that says how to recover the rounds before the damage.
+    """
+    path = run / paths.ROUNDS
+    rows = read_csv(path)
+    if rows.empty:
+        return pd.DataFrame(columns=ROUND_COLUMNS)
+    missing = [c for c in ROUND_COLUMNS if c not in rows and c not in _OPTIONAL_COLUMNS]
+    if missing or not any(c.startswith("remaining:") for c in rows.columns):
+        raise UserError(f"{path} is damaged: it lacks the columns {', '.join(missing) or 'remaining:<layer>'}; "
+                        f"delete {run} and rerun its command")
+    if keep is not None:
+        rows = rows.iloc[:keep]
+    bad = _first_bad_row(rows)
+    if bad is None:
+        return rows
+    position, problem = bad
+    remedy = (f"`mdp-prune truncate {run} --round {position}` keeps the rounds before it, then rerun its command"
+              if position > 0 else f"delete {run} and rerun its command")
+    raise UserError(f"{path} is damaged at row {position + 1} ({problem}): {remedy}")
+
 
 def read_config(run: Path) -> RunConfig:
     """The configuration a run folder was made with."""
@@ -111,5 +182,5 @@ def load_masks(run: Path, round_: int, device: str | torch.device = "cpu") -> di
 
 def last_round(run: Path) -> int:
     """The run's last committed round (its last row of rounds.csv), -1 when none is."""
-    rows = read_csv(run / paths.ROUNDS)
+    rows = read_rounds(run)
     return int(rows["round"].iloc[-1]) if len(rows) else -1
