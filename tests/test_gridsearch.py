@@ -8,7 +8,7 @@ import yaml
 
 from gridsearch.cli import main as grid_main
 from gridsearch.grid import load_grid
-from gridsearch.markdown import seed_cell
+from gridsearch.markdown import mean_std, seed_cell
 from gridsearch.selection import search, select
 from mdp_prune.store import paths
 
@@ -131,6 +131,21 @@ def test_report_numbers_equal_the_runs_tables(tiny_comparison):
     expected = f"{lt2.mean():.2f} ± {lt2.std(ddof=1):.2f}"
     row = next(line for line in text.splitlines() if re.match(r"\| 2 \|", line))
     assert expected in row
+    # reaching the target counts the proxy's retraining steps on top of training (round 0 included)
+    section = text[text.index("## Reaching the target"):].split("\n## ")[0]
+    target = frame[frame["method"] == "lt"]["weights_remaining"].min()
+    checked = 0
+    for method in ("lt", "qlearning", "qlearning-free"):
+        g = frame[frame["method"] == method].sort_values("round")
+        hits = g[g["weights_remaining"] <= target + 1e-9].groupby("seed").head(1)
+        if len(hits) == 0:
+            continue
+        line = next(line for line in section.splitlines() if line.startswith(f"| {method} |"))
+        total = (hits["train_iterations"] + hits["proxy_iterations"]).astype(float)
+        assert mean_std(total, 1, 0) in line
+        assert (hits["proxy_iterations"] > 0).all() == method.startswith("qlearning")
+        checked += 1
+    assert checked >= 2
     assert all((out / paths.FIGURES / f"{n}.png").is_file() for n in ("accuracy_vs_remaining", "grid_heatmaps"))
     # the convergence table counts what each Q-learning run logged
     section = text[text.index("## Q-learning convergence"):]
