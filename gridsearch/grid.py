@@ -7,6 +7,11 @@ A grid is YAML or JSON with three keys:
     search_rounds: 8                            optional: cells run and are scored on their first 8 rounds
                                                 only; `compare` extends the chosen ones to `rounds`
 Named grids (`small`, `paper`) live in gridsearch/grids/.
+
+A grid is checked whole when it is loaded, before any cell runs: every key and value against the same per-field
+rules as the command line (`mdp_prune.config.RULES`), then every cell's configuration; a mistake is one line
+naming the file and the key. Numbers that YAML 1.1 reads as strings (`1e-3`) are taken as numbers, and an
+integral float (`64.0`) for an integer field as that integer.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any
 import yaml
 from sklearn.model_selection import ParameterGrid
 
-from mdp_prune.config import PRESETS, RunConfig
+from mdp_prune.config import PRESETS, RULES, RunConfig, parse_value
 from mdp_prune.errors import UserError
 from mdp_prune.experiments.imp import check_names
 
@@ -40,6 +45,7 @@ class Grid:
     params: dict[str, list[Any]]
     seeds: list[int]
     search_rounds: int | None = None
+    path: str = ""  # the file it was read from, for messages
 
     def combinations(self) -> list[dict[str, Any]]:
         return list(ParameterGrid(self.params)) if self.params else [{}]
@@ -47,14 +53,29 @@ class Grid:
     def cells(self, overrides: dict[str, Any] | None = None, preset: str | None = None) -> list[Cell]:
         """Every (combination, seed) as a validated configuration; `preset`, then the grid's base, then
         `overrides` (the command line's), then the combination set its fields. Cells carry the full `rounds`;
-        the search runs them for `scored_rounds` only."""
+        the search runs them for `scored_rounds` only. Two cells that would share a run folder are an error."""
         base = {**(PRESETS[preset] if preset else {}), **self.base, **(overrides or {})}
-        out = []
+        out: list[Cell] = []
+        folders: dict[str, Cell] = {}
         for combo in self.combinations():
             for seed in self.seeds:
-                config = check_names(RunConfig().replace(**{**base, **combo, "train.seed": seed}).validate())
-                out.append(Cell(len(out), combo, seed, config))
+                cell = Cell(len(out), combo, seed, self._config({**base, **combo, "train.seed": seed}, combo, seed))
+                folder = f"{cell.config.prune.planner}_{cell.config.hash()}"
+                if folder in folders:
+                    first = folders[folder]
+                    raise UserError(
+                        f"grid {self.path or self.name}: cells {_label(first.params, first.seed)} and "
+                        f"{_label(combo, seed)} are the same run ({folder}): a repeated value or seed, or a "
+                        f"parameter that planner {cell.config.prune.planner} does not read")
+                folders[folder] = cell
+                out.append(cell)
         return out
+
+    def _config(self, values: dict[str, Any], combo: dict[str, Any], seed: int) -> RunConfig:
+        try:
+            return check_names(RunConfig().replace(**values).validate())
+        except UserError as e:
+            raise UserError(f"grid {self.path or self.name}, cell {_label(combo, seed)}: {e}") from None
 
     def scored_rounds(self, config: RunConfig) -> int:
         """Rounds a cell is run and scored on: `search_rounds`, at most the comparison's `rounds`."""
@@ -66,25 +87,97 @@ def builtin_grids() -> list[str]:
 
 
 def load_grid(name_or_path: str) -> Grid:
+    """A grid by built-in name or file, checked whole before any cell runs: every key, value and cell."""
     path = GRIDS_DIR / f"{name_or_path}.yaml" if name_or_path in builtin_grids() else Path(name_or_path)
     if not path.is_file():
         raise UserError(f"no grid {name_or_path!r}: give a YAML/JSON file or one of {', '.join(builtin_grids())}")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}  # JSON is YAML
-    except yaml.YAMLError as e:
-        raise UserError(f"cannot parse grid {path}: {str(e).splitlines()[0]}") from None
+    raw = _read(path)
     unknown = set(raw) - {"base", "params", "seeds", "search_rounds"}
-    if unknown or not isinstance(raw.get("params", {}), dict):
-        raise UserError(f"grid {path} must have only base, params, seeds and search_rounds (got {sorted(raw)})")
-    params = {k: v if isinstance(v, list) else [v] for k, v in (raw.get("params") or {}).items()}
-    if any(len(v) == 0 for v in params.values()):
-        raise UserError(f"grid {path} has a parameter with no values")
-    seeds = raw.get("seeds", [0])
-    if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds) or not seeds:
-        raise UserError(f"grid {path}: seeds must be a non-empty list of integers")
-    search_rounds = raw.get("search_rounds")
-    if search_rounds is not None and (not isinstance(search_rounds, int) or search_rounds < 1):
-        raise UserError(f"grid {path}: search_rounds must be a positive integer, got {search_rounds!r}")
-    grid = Grid(path.stem, dict(raw.get("base") or {}), params, seeds, search_rounds)
+    if unknown:
+        raise UserError(f"grid {path} must have only base, params, seeds and search_rounds "
+                        f"(got {sorted(map(str, raw))})")
+    base = {key: _value(path, "base", key, value) for key, value in _mapping(path, raw, "base").items()}
+    params = {key: _values(path, key, values) for key, values in _mapping(path, raw, "params").items()}
+    grid = Grid(path.stem, base, params, _seeds(path, raw.get("seeds", [0])), _search_rounds(path, raw), str(path))
     grid.cells()  # validate every field name and value now, with one clear error
     return grid
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))  # JSON is YAML
+    except UnicodeDecodeError:
+        raise UserError(f"cannot read grid {path}: it is not UTF-8 text (a YAML or JSON file is expected)") from None
+    except OSError as e:
+        raise UserError(f"cannot read grid {path}: {e.strerror or e}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise UserError(f"cannot parse grid {path}{where}: {what}") from None
+    except (ValueError, RecursionError) as e:  # e.g. an integer of more digits than Python reads, deep nesting
+        raise UserError(f"cannot parse grid {path}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise UserError(f"grid {path} must be a mapping with base, params, seeds and search_rounds, "
+                        f"got a {_kind(raw)}")
+    return raw
+
+
+def _mapping(path: Path, raw: dict[str, Any], section: str) -> dict[str, Any]:
+    value = raw.get(section)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise UserError(f"grid {path}: {section} must be a mapping of dotted config names (like train.lr) to "
+                        f"{'values' if section == 'base' else 'lists of values'}, got a {_kind(value)}")
+    if "train.seed" in value:
+        raise UserError(f"grid {path}: {section} sets train.seed; give the seeds as `seeds: [0, 1, 2]`")
+    return value
+
+
+def _value(path: Path, section: str, key: Any, value: Any) -> Any:
+    try:
+        return parse_value(key, value)
+    except UserError as e:
+        hint = ""
+        if section == "params" and isinstance(key, str) and key in RULES and RULES[key].items:
+            hint = " (params lists one value per cell, so each value is a list: [[300, 100], [100]])"
+        raise UserError(f"grid {path}: {section}: {e}{hint}") from None
+
+
+def _values(path: Path, key: Any, values: Any) -> list[Any]:
+    values = [_value(path, "params", key, v) for v in (values if isinstance(values, list) else [values])]
+    if not values:
+        raise UserError(f"grid {path}: params: {key} has no values")
+    repeated = [v for i, v in enumerate(values) if v in values[:i]]
+    if repeated:
+        raise UserError(f"grid {path}: params: {key} repeats the value {repeated[0]!r}")
+    return values
+
+
+def _seeds(path: Path, seeds: Any) -> list[int]:
+    if not isinstance(seeds, list) or not seeds or not all(type(s) is int for s in seeds):
+        raise UserError(f"grid {path}: seeds must be a non-empty list of integers, got {seeds!r}")
+    for seed in seeds:
+        _value(path, "seeds", "train.seed", seed)
+    if len(set(seeds)) < len(seeds):
+        raise UserError(f"grid {path}: seeds repeat a seed: {seeds}")
+    return seeds
+
+
+def _search_rounds(path: Path, raw: dict[str, Any]) -> int | None:
+    search_rounds = raw.get("search_rounds")
+    if search_rounds is not None and (type(search_rounds) is not int or search_rounds < 1):
+        raise UserError(f"grid {path}: search_rounds must be a positive integer, got {search_rounds!r}")
+    return search_rounds
+
+
+def _label(combo: dict[str, Any], seed: int) -> str:
+    return "(" + ", ".join([*(f"{k}={v}" for k, v in combo.items()), f"seed {seed}"]) + ")"
+
+
+def _kind(value: Any) -> str:
+    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(value),
+                                                                                               type(value).__name__)

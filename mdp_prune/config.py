@@ -8,12 +8,15 @@ a field later keeps the folders of earlier runs valid.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
+import math
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from mdp_prune.errors import UserError, unknown
+from mdp_prune.errors import UserError
 from qtable import SCHEDULE_KINDS
 
 
@@ -39,22 +42,12 @@ class TrainConfig:
 
     def validate(self) -> None:
         # Dataset and model names are checked where their registries are looked up (`check_names`).
-        _choice("optimizer", self.optimizer, ("adam", "sgd"))
-        if any(h < 1 for h in self.hidden_sizes) or not self.hidden_sizes:
-            raise UserError(f"--hidden-sizes must be positive integers, got {self.hidden_sizes}")
-        if self.train_iterations < 1:
-            raise UserError(f"--train-iterations must be at least 1, got {self.train_iterations}")
-        if not 0 <= self.rewind_iteration < self.train_iterations:
+        check_fields(self, "train")
+        if self.rewind_iteration >= self.train_iterations:
             raise UserError(
                 f"--rewind-iteration must be in [0, train_iterations={self.train_iterations}), "
                 f"got {self.rewind_iteration}"
             )
-        if self.batch_size < 1:
-            raise UserError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if self.eval_every < 1:
-            raise UserError(f"--eval-every must be at least 1, got {self.eval_every}")
-        if not self.lr > 0:
-            raise UserError(f"--lr must be positive, got {self.lr}")
 
 
 @dataclass(frozen=True)
@@ -73,15 +66,7 @@ class PruneConfig:
 
     def validate(self) -> None:
         # The planner name is checked where the registry is looked up (`check_names`).
-        for name in ("prune_fc", "prune_conv", "prune_output", "prune_global"):
-            _fraction(name, getattr(self, name))
-        if not self.actions:
-            raise UserError("--actions needs at least one fraction")
-        for a in self.actions:
-            _fraction("actions", a)
-        if list(self.actions) != sorted(set(self.actions)):
-            raise UserError(f"--actions must be strictly increasing, got {self.actions}")
-        _fraction("target_remaining", self.target_remaining)
+        check_fields(self, "prune")
 
 
 @dataclass(frozen=True)
@@ -124,35 +109,7 @@ class QLearningConfig:
     init_qtable: str = _opt("", "run folder whose final Q-table starts this run (warm start; empty: a fresh table)")
 
     def validate(self) -> None:
-        if self.episodes < 1:
-            raise UserError(f"--episodes must be at least 1, got {self.episodes}")
-        for name in ("alpha", "alpha_end"):
-            if not 0 < getattr(self, name) <= 1:
-                raise UserError(f"--{name.replace('_', '-')} must be in (0, 1], got {getattr(self, name)}")
-        for name in ("gamma", "epsilon", "epsilon_end", "explore_fraction", "decay"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise UserError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(self, name)}")
-        _choice("alpha schedule", self.alpha_schedule, SCHEDULE_KINDS)
-        _choice("epsilon schedule", self.epsilon_schedule, SCHEDULE_KINDS)
-        _choice("budget", self.budget, ("free", "lt"))
-        for name in ("accuracy_edges", "sparsity_edges"):
-            edges = getattr(self, name)
-            if not edges or list(edges) != sorted(set(edges)):
-                raise UserError(f"--{name.replace('_', '-')} must be strictly increasing, got {edges}")
-        if not 0 < self.target_accuracy <= 2:
-            raise UserError(f"--target-accuracy must be in (0, 2], got {self.target_accuracy}")
-        _fraction("target_sparsity", self.target_sparsity)
-        if self.target_sparsity == 0:
-            raise UserError("--target-sparsity must be positive")
-        if self.beta <= 0:
-            raise UserError(f"--beta must be positive, got {self.beta}")
-        if self.proxy_examples < 1:
-            raise UserError(f"--proxy-examples must be at least 1, got {self.proxy_examples}")
-        _choice("proxy", self.proxy, ("pruned", "finetune", "rewind"))
-        if not 0 < self.proxy_share <= 1:
-            raise UserError(f"--proxy-share must be in (0, 1], got {self.proxy_share}")
-        if self.proxy_candidates < 1:
-            raise UserError(f"--proxy-candidates must be at least 1, got {self.proxy_candidates}")
+        check_fields(self, "qlearning")
 
 
 @dataclass(frozen=True)
@@ -173,9 +130,7 @@ class RunConfig:
         self.train.validate()
         self.prune.validate()
         self.qlearning.validate()
-        if self.rounds < 0:
-            raise UserError(f"--rounds must be non-negative, got {self.rounds}")
-        _choice("device", self.device, ("auto", "cpu", "cuda"))
+        check_fields(self, "")
         return self
 
     def hash(self) -> str:
@@ -197,11 +152,10 @@ class RunConfig:
         """A copy with fields changed by dotted name, e.g. `replace(**{"train.lr": 1e-3})`."""
         d = self.to_dict()
         for name, value in dotted.items():
+            if name not in RULES:  # every field, and only fields: not a section, not a.b.c
+                raise UserError(f"unknown configuration field {_show(name)}{_did_you_mean(name)}")
             section, _, key = name.rpartition(".")
-            target = d[section] if section else d
-            if key not in target:
-                raise UserError(f"unknown configuration field {name!r}")
-            target[key] = value
+            (d[section] if section else d)[key] = value
         return build(RunConfig, d)
 
 
@@ -220,37 +174,241 @@ def non_default_fields(obj: Any) -> dict[str, Any]:
     return out
 
 
-def build(cls: type, d: dict[str, Any]) -> Any:
-    """Instantiate a (nested) config dataclass from a plain dict, restoring tuples and nested sections."""
+def build(cls: type, d: Any, where: str = "") -> Any:
+    """Instantiate a (nested) config dataclass from a plain dict, restoring tuples and nested sections.
+
+    Only lossless conversions happen here (a list to a tuple, an integer to a float field's float); whether the
+    values have the right types and ranges is `validate`'s question.
+    """
+    if not isinstance(d, dict):
+        raise UserError(f"{where or 'the configuration'} must be a mapping of field names to values, got {_show(d)}")
     kwargs = {}
     types = {f.name: f for f in dataclasses.fields(cls)}
     for key, value in d.items():
+        dotted = f"{where}.{key}" if where else str(key)
         if key not in types:
-            raise UserError(f"unknown configuration field {key!r} in {cls.__name__}")
+            raise UserError(f"unknown configuration field {_show(dotted)}{_did_you_mean(dotted)}")
         f = types[key]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         if dataclasses.is_dataclass(default):
-            value = build(type(default), value)
-        elif isinstance(default, tuple):
-            value = tuple(type(default[0])(v) if default else v for v in value)
-        elif isinstance(default, float) and isinstance(value, int):
-            value = float(value)
+            value = build(type(default), value, dotted)
+        elif isinstance(default, tuple) and isinstance(value, (list, tuple)):
+            value = tuple(_widen(type(default[0]), v) for v in value)
+        else:
+            value = _widen(type(default), value)
         kwargs[key] = value
     return cls(**kwargs)
+
+
+def _widen(kind: type, value: Any) -> Any:
+    """An integer given for a float field is that float (JSON and YAML write 1.0 as 1); nothing else changes."""
+    if kind is float and type(value) is int and abs(value) <= _FLOAT_MAX:
+        return float(value)
+    return value
+
+
+_FLOAT_MAX = int(sys.float_info.max)
 
 
 def _digest(d: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _choice(name: str, value: str, allowed: Any) -> None:
-    if value not in allowed:
-        raise unknown(name, value, allowed)
+# -- what each field accepts -------------------------------------------------------------------------------------
+
+INT_MAX = 2**63 - 1  # every integer ends up in a 64-bit tensor, numpy or torch argument
+SEED_MAX = INT_MAX  # torch.Generator.manual_seed takes train.seed itself (the init); all else derives from it
 
 
-def _fraction(name: str, value: float) -> None:
-    if not 0.0 <= value < 1.0:
-        raise UserError(f"--{name.replace('_', '-')} must be a fraction in [0, 1), got {value}")
+@dataclass(frozen=True)
+class Rule:
+    """What one field accepts: a type (bool, int, float: finite, or str), then a range or a set of choices.
+
+    A range is `low`/`high` (None: open-ended; an int's high is then INT_MAX) with `ends` saying which of them
+    belong to it, as in interval notation; `words` says the range in a message where that reads better. A tuple
+    field (`items`) takes a non-empty list whose every item obeys the rule, strictly increasing if `increasing`.
+    """
+
+    kind: type
+    low: float | None = None
+    high: float | None = None
+    ends: str = "[]"
+    words: str = ""
+    choices: tuple[str, ...] = ()
+    items: bool = False
+    increasing: bool = False
+
+    def problem(self, name: str, value: Any) -> str | None:
+        """What is wrong with `value` for the field called `name` (a flag or a dotted name), or None."""
+        if self.choices:
+            ok = isinstance(value, str) and value in self.choices
+            return None if ok else f"{name} must be one of {', '.join(self.choices)}, got {_show(value)}"
+        if not self.items:
+            wrong = self._wrong(value)
+            return None if wrong is None else f"{name} must be {wrong}, got {_show(value)}"
+        if not isinstance(value, (tuple, list)) or not value or not all(self._is_kind(v) for v in value):
+            return f"{name} must be a non-empty list of {_KINDS[self.kind][1]}, got {_show(value)}"
+        wrong = next((w for w in map(self._wrong, value) if w is not None), None)
+        if wrong is not None:
+            return f"{name} must be {wrong} for every item, got {_show(value)}"
+        if self.increasing and list(value) != sorted(set(value)):
+            return f"{name} must be strictly increasing, got {_show(value)}"
+        return None
+
+    def _is_kind(self, value: Any) -> bool:
+        if isinstance(value, bool):  # bool is an int subclass: True is no seed, and 1 is no boolean
+            return self.kind is bool
+        if self.kind is float:
+            try:
+                return isinstance(value, (int, float)) and math.isfinite(value)
+            except OverflowError:  # an integer beyond every float
+                return False
+        return isinstance(value, self.kind)
+
+    def _wrong(self, value: Any) -> str | None:
+        """A scalar's type or range problem, said as what it must be; None when it is fine."""
+        if not self._is_kind(value):
+            return _KINDS[self.kind][0] + (f" ({self._range()})" if self._range() else "")
+        if self.kind not in (int, float):
+            return None
+        high = INT_MAX if self.high is None and self.kind is int else self.high
+        below = self.low is not None and (value < self.low if self.ends[0] == "[" else value <= self.low)
+        above = high is not None and (value > high if self.ends[1] == "]" else value >= high)
+        if not (below or above):
+            return None
+        return f"at most {INT_MAX} (a 64-bit integer)" if above and self.high is None else self._range()
+
+    def _range(self) -> str:
+        if self.words or (self.low is None and self.high is None):
+            return self.words
+        return f"in {self.ends[0]}{_num(self.low)}, {_num(self.high)}{self.ends[1]}"
+
+
+def _num(x: float | None) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+_KINDS = {bool: ("true or false", "booleans"), int: ("a whole number", "whole numbers"),
+          float: ("a finite number", "finite numbers"), str: ("a string", "strings")}
+
+_NAME = Rule(str)  # dataset, model and planner names are checked against their registries (`check_names`)
+_TEXT = Rule(str)
+_COUNT = Rule(int, 1, words="at least 1")
+_NON_NEGATIVE = Rule(int, 0, words="non-negative")
+_FRACTION = Rule(float, 0, 1, "[)", words="a fraction in [0, 1)")
+_UNIT = Rule(float, 0, 1, "[]")
+_RATE = Rule(float, 0, 1, "(]")
+_POSITIVE = Rule(float, 0, None, "()", words="positive")
+
+# Every field of every section, by dotted name (tests/test_config_validation.py checks that none is missing).
+RULES: dict[str, Rule] = {
+    "train.dataset": _NAME,
+    "train.model": _NAME,
+    "train.hidden_sizes": Rule(int, 1, words="at least 1", items=True),
+    "train.seed": Rule(int, 0, SEED_MAX),
+    "train.train_iterations": _COUNT,
+    "train.rewind_iteration": _NON_NEGATIVE,  # and below train_iterations: TrainConfig.validate
+    "train.batch_size": _COUNT,
+    "train.optimizer": Rule(str, choices=("adam", "sgd")),
+    "train.lr": _POSITIVE,
+    "train.momentum": Rule(float, 0, 1, "[)"),  # torch rejects a negative one; 1 or more never converges
+    "train.eval_every": _COUNT,
+    "prune.planner": _NAME,
+    "prune.prune_fc": _FRACTION,
+    "prune.prune_conv": _FRACTION,
+    "prune.prune_output": _FRACTION,
+    "prune.prune_global": _FRACTION,
+    "prune.actions": Rule(float, 0, 1, "[)", words="a fraction in [0, 1)", items=True, increasing=True),
+    "prune.target_remaining": _FRACTION,
+    "qlearning.episodes": _COUNT,
+    "qlearning.alpha": _RATE,
+    "qlearning.alpha_schedule": Rule(str, choices=SCHEDULE_KINDS),
+    "qlearning.alpha_end": _RATE,
+    "qlearning.gamma": _UNIT,
+    "qlearning.epsilon": _UNIT,
+    "qlearning.epsilon_schedule": Rule(str, choices=SCHEDULE_KINDS),
+    "qlearning.epsilon_end": _UNIT,
+    "qlearning.explore_fraction": _UNIT,
+    "qlearning.decay": _RATE,  # an exponential schedule's factor: 0 would end the schedule after one episode
+    "qlearning.initial_q": Rule(float),
+    "qlearning.accuracy_edges": Rule(float, -1, 1, items=True, increasing=True),  # a drop can be negative
+    "qlearning.sparsity_edges": Rule(float, 0, 1, items=True, increasing=True),
+    "qlearning.target_accuracy": Rule(float, 0, 2, "(]"),
+    "qlearning.target_sparsity": Rule(float, 0, 1, "()"),
+    "qlearning.beta": _POSITIVE,
+    "qlearning.budget": Rule(str, choices=("free", "lt")),
+    "qlearning.feedback": Rule(bool),
+    "qlearning.proxy_examples": _COUNT,
+    "qlearning.proxy": Rule(str, choices=("pruned", "finetune", "rewind")),
+    "qlearning.proxy_share": _RATE,
+    "qlearning.proxy_candidates": _COUNT,
+    "qlearning.init_qtable": _TEXT,
+    "rounds": _NON_NEGATIVE,
+    "data_dir": _TEXT,
+    "device": Rule(str, choices=("auto", "cpu", "cuda")),
+}
+
+
+def check_fields(obj: Any, section: str) -> None:
+    """Check every (non-section) field of a config dataclass against RULES; the error names its flag."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            continue  # a section: validated by its own `validate`
+        problem = RULES[f"{section}.{f.name}" if section else f.name].problem(_flag(f.name), value)
+        if problem:
+            raise UserError(problem)
+
+
+def parse_value(dotted: str, value: Any) -> Any:
+    """A value for field `dotted` read from a file (a grid): converted where nothing is lost, then checked.
+
+    YAML 1.1 reads `1e-3` as a string, and `5.0` is a float; a float field takes the number a numeric string
+    names, an integer field an integral float (and a numeric string naming a whole number). A value that is
+    still wrong is a UserError naming `dotted` and what it must be.
+    """
+    rule = RULES.get(dotted) if isinstance(dotted, str) else None
+    if rule is None:
+        raise UserError(f"unknown configuration field {_show(dotted)}{_did_you_mean(dotted)}")
+    if rule.items and isinstance(value, (list, tuple)):
+        value = [_number(rule.kind, v) for v in value]
+    elif not rule.items:
+        value = _number(rule.kind, value)
+    problem = rule.problem(dotted, value)
+    if problem:
+        raise UserError(problem)
+    return value
+
+
+def _number(kind: type, value: Any) -> Any:
+    if kind in (int, float) and isinstance(value, str):
+        for parse in (int, float):
+            try:
+                value = parse(value)
+                break
+            except ValueError:
+                continue
+    if kind is int and type(value) is float and value.is_integer():
+        return int(value)
+    return _widen(kind, value)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _did_you_mean(name: Any) -> str:
+    if name in RunConfig.HASHED:
+        example = next(k for k in RULES if k.startswith(f"{name}."))
+        return f" (a section: give its fields by dotted name, like {example})"
+    close = difflib.get_close_matches(str(name), list(RULES), n=1, cutoff=0.8)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _show(value: Any, limit: int = 80) -> str:
+    """repr for a one-line message, shortened: a damaged file can hold a long value."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # The paper's recipes (Frankle & Carbin 2019, Figure 2). A preset sets these fields; flags given on the

@@ -171,8 +171,23 @@ def read_rounds(run: Path, keep: int | None = None) -> pd.DataFrame:
 
 
 def read_config(run: Path) -> RunConfig:
-    """The configuration a run folder was made with."""
-    return RunConfig.from_dict(read_json(run / paths.CONFIG))
+    """The configuration a run folder was made with; a config.json that does not hold one is a one-line error."""
+    path = run / paths.CONFIG
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        problem = "it is not UTF-8 text"
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror or e}") from None
+    else:
+        try:
+            return RunConfig.from_dict(json.loads(text)).validate()
+        except UserError as e:
+            problem = str(e)
+        except (ValueError, RecursionError) as e:  # JSONDecodeError, or an integer too long or nesting too deep
+            problem = f"it is not valid JSON: {str(e).splitlines()[0]}"
+    raise UserError(f"{path} is damaged ({problem}); `mdp-prune run` writes it: restore it, or rerun the command "
+                    "with a fresh --out")
 
 
 def load_masks(run: Path, round_: int, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
