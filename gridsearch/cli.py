@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mdp_prune.cli import _Parser, _tuple_of, guarded
+from mdp_prune.cli import _Parser, _tuple_of, add_threads_argument, guarded, quiet_openmp
 from mdp_prune.config import PRESETS
 from mdp_prune.errors import UserError
 from mdp_prune.store import paths
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--backend", choices=["loky", "dask"], default="loky",
                        help="loky: local processes; dask: a Dask distributed cluster (default: loky)")
         p.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://HOST:8786")
+        add_threads_argument(p, "torch threads per worker (default: cores / --n-jobs locally, 1 on Dask)")
         p.add_argument("--out", type=Path, default=Path("results/compare"), help="folder (default: results/compare)")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
     summary = sub.add_parser("summarize", help="markdown table of run folders by method (mean ± std over seeds)")
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    quiet_openmp()  # before torch is imported; the workers inherit it
     args = build_parser().parse_args(argv)
     return guarded(lambda: _dispatch(args))
 
@@ -79,6 +81,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         grid = dataclasses.replace(grid, search_rounds=args.search_rounds)
     if args.n_jobs < 1:
         raise UserError(f"--n-jobs must be at least 1, got {args.n_jobs}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UserError(f"--threads must be at least 1, got {args.threads}")
+        from gridsearch import runner
+
+        runner.THREADS = args.threads
     overrides: dict[str, Any] = {}
     for key, value in (("train.dataset", args.dataset), ("rounds", args.rounds), ("data_dir", args.data_dir),
                        ("device", args.device)):

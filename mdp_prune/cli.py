@@ -4,12 +4,16 @@ field has exactly one flag.
     mdp-prune run --dataset digits --planner lt --rounds 5 --seed 0 --out results/
     mdp-prune control RUN_DIR --kind reinit --rounds 3,7,12,15
     mdp-prune export RUN_DIR --round 7 --output ticket.pt
+
+Each command holds the run folder it works in (`store.lock`): a second command on the same folder stops with a
+one-line error instead of writing beside the first.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -88,6 +92,32 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return RunConfig().replace(**values).validate()
 
 
+def add_threads_argument(parser: argparse.ArgumentParser, text: str) -> None:
+    """`--threads`: a runtime option like --quiet, never a configuration field, so it names no run folder."""
+    parser.add_argument("--threads", type=int, default=None, metavar="N", help=text)
+
+
+def set_threads(threads: int | None) -> None:
+    """Apply --threads (None: leave torch's default)."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise UserError(f"--threads must be at least 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def quiet_openmp() -> None:
+    """Idle OpenMP threads sleep instead of spinning, so a run beside another process does not steal its cores.
+    OpenMP reads this when torch loads it: call before torch is first imported (every command's main does)."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+_THREADS_HELP = ("torch threads (default: $OMP_NUM_THREADS if set, else one per physical core); with several "
+                 "processes side by side, give each --threads 1 and run one per core")
+
+
 def _int_list(text: str) -> list[int]:
     return list(_tuple_of(int)(text))
 
@@ -101,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(run)
     run.add_argument("--out", default="results", help="results folder (default: results)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_threads_argument(run, _THREADS_HELP)
 
     control = sub.add_parser("control", help="random-reinitialisation or random-pruning control of a run's tickets")
     control.add_argument("run_dir", type=Path, help="a run folder written by `run`")
@@ -110,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     control.add_argument("--rounds", type=_int_list, default=None,
                          help="comma-separated rounds to test (default: every round after 0)")
     control.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_threads_argument(control, _THREADS_HELP)
 
     export = sub.add_parser("export", help="write a round's ticket (mask + rewound weights) to one file")
     export.add_argument("run_dir", type=Path, help="a run folder written by `run`")
@@ -128,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="round whose trained weights the plans prune (default: 0, the dense network)")
     check.add_argument("--plans", type=int, default=20, help="plans from the action set to retrain (default: 20)")
     check.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_threads_argument(check, _THREADS_HELP)
     return parser
 
 
@@ -150,11 +183,15 @@ def guarded(action: Callable[[], int | None]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    quiet_openmp()
     args = build_parser().parse_args(argv)
     return guarded(lambda: _dispatch(args))
 
 
 def _dispatch(args: argparse.Namespace) -> None:
+    from mdp_prune.store.lock import folder_lock
+
+    set_threads(getattr(args, "threads", None))
     if args.command == "run":
         from mdp_prune.experiments.imp import run_imp
 
@@ -170,15 +207,17 @@ def _dispatch(args: argparse.Namespace) -> None:
         from mdp_prune.store import io
 
         run = _run_dir(args.run_dir)
-        last = io.last_round(run)
-        round_ = last if args.round is None else args.round
-        if not 0 <= round_ <= last:
-            raise UserError(f"--round must be between 0 and {last}, got {round_}")
-        print(export_ticket(run, round_, args.output))
+        with folder_lock(run, "run folder"):
+            last = io.last_round(run)
+            round_ = last if args.round is None else args.round
+            if not 0 <= round_ <= last:
+                raise UserError(f"--round must be between 0 and {last}, got {round_}")
+            print(export_ticket(run, round_, args.output))
     elif args.command == "truncate":
         from mdp_prune.experiments.imp import truncate_run
 
-        removed = truncate_run(_run_dir(args.run_dir), args.round)
+        with folder_lock(_run_dir(args.run_dir), "run folder"):
+            removed = truncate_run(args.run_dir, args.round)
         print(f"removed {removed} round(s) from {args.run_dir}; rerun its command to redo them")
     elif args.command == "proxy-check":
         from mdp_prune.experiments.proxy_check import proxy_check

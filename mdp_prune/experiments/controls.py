@@ -19,9 +19,15 @@ from mdp_prune.engine.training import derive_seed
 from mdp_prune.errors import UserError, unknown
 from mdp_prune.experiments.imp import Setup, round_row
 from mdp_prune.store import io, paths
+from mdp_prune.store.lock import folder_lock
 
 
 def run_control(run: Path, kind: str, rounds: list[int] | None = None, progress: bool = True) -> Path:
+    with folder_lock(run, "run folder"):  # reads the run's rounds and writes into its folder
+        return _run_control(run, kind, rounds, progress)
+
+
+def _run_control(run: Path, kind: str, rounds: list[int] | None, progress: bool) -> Path:
     if kind not in paths.CONTROL_KINDS:
         raise unknown("control", kind, paths.CONTROL_KINDS)
     config = io.read_config(run)

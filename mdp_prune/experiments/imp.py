@@ -29,6 +29,7 @@ from mdp_prune.planners.base import Planner, RoundContext
 from mdp_prune.planners.proxies import Retrainer
 from mdp_prune.planners.registry import PLANNERS, make_planner
 from mdp_prune.store import io, paths
+from mdp_prune.store.lock import folder_lock
 
 RoundHook = Callable[[int, nn.Module, dict[str, torch.Tensor]], None]
 
@@ -73,6 +74,12 @@ def dense_round(setup: Setup, out: Path, progress: bool) -> dict[str, Any]:
     path = paths.dense_dir(out, setup.config.train) / paths.DENSE
     if path.is_file():
         return io.load_torch(path)
+    # Every run with these training settings shares the folder: a second process waits for the first, then loads it.
+    with folder_lock(path.parent, "dense folder", wait=True, announce=progress):
+        return io.load_torch(path) if path.is_file() else _train_dense(setup, path, progress)
+
+
+def _train_dense(setup: Setup, path: Path, progress: bool) -> dict[str, Any]:
     model = setup.model()
     init = _state(model)
     snapshot: dict[str, dict[str, torch.Tensor]] = {}
@@ -110,6 +117,12 @@ def run_imp(config: RunConfig, out: Path | str = "results", progress: bool = Tru
     out = io.writable_folder(out, "--out")
     setup = Setup(config)
     run = paths.run_dir(out, config)
+    with folder_lock(run, "run folder"):  # a second process would commit every round a second time
+        return _run_locked(config, out, setup, run, progress, on_round_start)
+
+
+def _run_locked(config: RunConfig, out: Path, setup: Setup, run: Path, progress: bool,
+                on_round_start: RoundHook | None) -> Path:
     rows = _committed_rows(run, config)
     done = len(rows)
     if done and _reached_target(config, rows.iloc[-1]):

@@ -32,6 +32,7 @@ from mdp_prune.planners.proxies import (
 )
 from mdp_prune.planners.qlearning.env import ProxyEvaluator
 from mdp_prune.store import io, paths
+from mdp_prune.store.lock import folder_lock
 
 KINDS = ("pruned", *RETRAINING_KINDS, "planner")
 
@@ -39,6 +40,11 @@ KINDS = ("pruned", *RETRAINING_KINDS, "planner")
 def proxy_check(run: Path, round_: int, n_plans: int = 20, progress: bool = True) -> pd.DataFrame:
     """Retrain `n_plans` plans of round `round_` and write every proxy kind's value beside the truth. Returns the
     summary (one row per kind: Spearman rho, p-value, steps per plan)."""
+    with folder_lock(run, "run folder"):  # reads the run's rounds and writes into its folder
+        return _proxy_check(run, round_, n_plans, progress)
+
+
+def _proxy_check(run: Path, round_: int, n_plans: int, progress: bool) -> pd.DataFrame:
     if n_plans < 3:
         raise UserError(f"--plans must be at least 3 for a rank correlation, got {n_plans}")
     config = io.read_config(run)

@@ -42,6 +42,8 @@ QLEARNING_LOG = "qlearning.csv"
 QLEARNING_ROUNDS = "qlearning_rounds.csv"
 DENSE = "dense.pt"
 ERROR = "error.txt"
+# Held while a process works in a run or dense folder, deleted when it is done (`store.lock`); not a result.
+LOCK = ".lock"
 # The controls of a run's tickets, each in its own table (`control_file`).
 CONTROL_KINDS = ("reinit", "random-prune")
 
