@@ -69,18 +69,20 @@ def _cell(config: dict[str, Any], runs: str, threads: int, command: str) -> dict
 
 
 def _backend(backend: str, scheduler: str | None) -> Any:
-    if backend == "loky":
-        return nullcontext()
-    if backend != "dask":
+    if backend not in ("loky", "dask"):
         raise UserError(f"unknown backend {backend!r}; choose from loky, dask")
+    if backend == "loky":
+        if scheduler:  # silently running locally would hide a cluster the user thinks is working
+            raise UserError("--scheduler is used only with --backend dask")
+        return nullcontext()
     if not scheduler:
         raise UserError("--backend dask needs --scheduler tcp://HOST:PORT")
     from distributed import Client
 
     try:
         client = Client(scheduler, timeout="10s")
-    except OSError as e:
-        raise UserError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
+    except (OSError, ValueError, TypeError) as e:  # unreachable, or an address distributed cannot parse
+        raise UserError(f"cannot reach the Dask scheduler at {scheduler}: {' '.join(str(e).split())}") from None
     return _DaskContext(client)
 
 

@@ -162,3 +162,17 @@ def test_control_on_a_folder_whose_config_names_another_model(capsys, finished):
     io.write_json(run / paths.CONFIG, config)
     code, err = _run(capsys, ["control", str(run), "--kind", "random-prune", "--rounds", "1", "--quiet"])
     assert code == 2 and _one_line(err) and "does not fit the model" in err
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--scheduler", "foo://bar"], "--scheduler is used only with --backend dask"),
+    (["--backend", "dask", "--scheduler", "foo://bar"], "cannot reach the Dask scheduler at foo://bar"),
+])
+def test_a_scheduler_that_cannot_be_used_stops_the_grid(capsys, tmp_path, argv, needle):
+    from gridsearch.cli import main as grid_main
+
+    pytest.importorskip("distributed")
+    code = grid_main(["search", "--grid", "small", *argv, "--out", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and _one_line(err) and needle in err
+    assert not (tmp_path / "out").exists()
