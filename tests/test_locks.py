@@ -20,13 +20,15 @@ from mdp_prune.store.lock import FolderInUse, folder_lock
 
 TINY = ["--model", "mlp", "--hidden-sizes", "16", "--train-iterations", "20", "--eval-every", "10",
         "--batch-size", "32", "--device", "cpu", "--rounds", "3"]
-FORK = multiprocessing.get_context("fork")  # the child starts at once, torch already imported
+# Spawned, not forked: a fork copies whatever locks other threads of the test process held at that moment (joblib's
+# executor threads from earlier tests, for one), and the child can hang on them.
+SPAWN = multiprocessing.get_context("spawn")
 WAIT = 60  # seconds: a bound on every wait, never reached when things work
 
 
 @pytest.fixture(autouse=True, scope="module")
 def _warm():
-    """Import what training imports lazily (the optimizer's torch._dynamo, seconds) once, before children fork."""
+    """Import what training imports lazily (the optimizer's torch._dynamo, seconds) once, before the tests."""
     import torch
 
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
@@ -59,9 +61,24 @@ def _run_paused_in_round_1(config, out, started, release) -> None:
     run_imp(config, out, progress=False, on_round_start=pause)
 
 
+def _slow_dense(setup, out, started, release) -> None:
+    """A child that trains the dense round, pausing before it trains until released."""
+    from mdp_prune.experiments.imp import dense_round
+
+    train = setup.train
+
+    def paused(*args, **kwargs):
+        started.set()
+        release.wait(WAIT)
+        return train(*args, **kwargs)
+
+    setup.train = paused
+    dense_round(setup, out, progress=False)
+
+
 def _start(target, *args):
-    started, release = FORK.Event(), FORK.Event()
-    child = FORK.Process(target=target, args=(*args, started, release))
+    started, release = SPAWN.Event(), SPAWN.Event()
+    child = SPAWN.Process(target=target, args=(*args, started, release))
     child.start()
     assert started.wait(WAIT), "the child never took the lock"
     return child, release
@@ -133,18 +150,7 @@ def test_a_second_process_waits_for_the_dense_round_and_reuses_it(tmp_path, monk
     setup = Setup(_config())
     dense = paths.dense_dir(out, setup.config.train) / paths.DENSE
 
-    def slow_dense(setup, out, started, release):  # the child trains the dense round, slowly
-        train = setup.train
-
-        def paused(*args, **kwargs):
-            started.set()
-            release.wait(WAIT)
-            return train(*args, **kwargs)
-
-        setup.train = paused
-        dense_round(setup, out, progress=False)
-
-    child, release = _start(slow_dense, setup, out)
+    child, release = _start(_slow_dense, setup, out)
     trained = []
     monkeypatch.setattr(setup, "train", lambda *a, **k: trained.append(a) or pytest.fail("retrained the dense round"))
     got = {}
