@@ -24,6 +24,11 @@ def _opt(default: Any, help: str, **extra: Any) -> Any:
     return field(default=default, metadata={"help": help, **extra})
 
 
+# The reward's accuracy signals (planners/proxies.py): the cheap one, then those that retrain briefly.
+PROXY_KINDS = ("pruned", "finetune", "rewind")
+RETRAINING_KINDS = PROXY_KINDS[1:]
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """What the dense network and each round's retraining depend on (and nothing else)."""
@@ -339,7 +344,7 @@ RULES: dict[str, Rule] = {
     "qlearning.budget": Rule(str, choices=("free", "lt")),
     "qlearning.feedback": Rule(bool),
     "qlearning.proxy_examples": _COUNT,
-    "qlearning.proxy": Rule(str, choices=("pruned", "finetune", "rewind")),
+    "qlearning.proxy": Rule(str, choices=PROXY_KINDS),
     "qlearning.proxy_share": _RATE,
     "qlearning.proxy_candidates": _COUNT,
     "qlearning.init_qtable": _TEXT,

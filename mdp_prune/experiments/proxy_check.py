@@ -19,17 +19,12 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
+from mdp_prune.config import RETRAINING_KINDS
 from mdp_prune.engine.models import prunable_weights
 from mdp_prune.engine.training import derive_seed
 from mdp_prune.errors import UserError
 from mdp_prune.experiments.imp import Setup, dense_round
-from mdp_prune.planners.proxies import (
-    MAX_ENUMERATED_PLANS,
-    RETRAINING_KINDS,
-    RetrainedProxy,
-    Retrainer,
-    proxy_iterations,
-)
+from mdp_prune.planners.proxies import MAX_ENUMERATED_PLANS, RetrainedProxy, Retrainer, proxy_iterations
 from mdp_prune.planners.qlearning.env import ProxyEvaluator
 from mdp_prune.store import io, paths
 from mdp_prune.store.lock import folder_lock

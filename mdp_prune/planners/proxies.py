@@ -30,8 +30,6 @@ from mdp_prune.config import TrainConfig
 from mdp_prune.engine.data import Splits
 from mdp_prune.engine.training import train
 
-PROXY_KINDS = ("pruned", "finetune", "rewind")
-RETRAINING_KINDS = ("finetune", "rewind")
 # Plan spaces up to this size are enumerated (candidates, the exact optimum); larger ones (deep conv nets) use
 # uniform plans as candidates and report no exact optimum.
 MAX_ENUMERATED_PLANS = 10_000

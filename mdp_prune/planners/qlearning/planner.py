@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from mdp_prune.config import RunConfig
+from mdp_prune.config import RETRAINING_KINDS, RunConfig
 from mdp_prune.engine import pruning
 from mdp_prune.engine.training import derive_seed
 from mdp_prune.errors import UserError
 from mdp_prune.planners.base import Planner, RoundContext
-from mdp_prune.planners.proxies import MAX_ENUMERATED_PLANS, RETRAINING_KINDS, RetrainedProxy, proxy_iterations
+from mdp_prune.planners.proxies import MAX_ENUMERATED_PLANS, RetrainedProxy, proxy_iterations
 from mdp_prune.planners.qlearning.env import ProxyEvaluator, PruningEnv, exact_optimum, greedy_rollout, purl_reward
 from mdp_prune.store import io, paths
 from qtable import QLearningAgent, QTable, make_schedule
