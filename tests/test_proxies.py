@@ -189,3 +189,23 @@ def test_free_mode_keeps_pruning_while_retrained_accuracy_is_within_the_toleranc
     below = SimpleNamespace(result=SimpleNamespace(val_accuracy=0.80))
     assert planner._keeps_pruning(below, env, empty) is None  # the stopping rule: empty plan, accuracy gone
     assert planner._keeps_pruning(within, env, (1, 0)) is None  # a plan that prunes is kept as it is
+
+
+def test_proxy_check_scores_every_kind_and_resumes_without_retraining(tmp_path, tiny, monkeypatch):
+    from mdp_prune.experiments import proxy_check as check
+
+    run = run_imp(tiny(rounds=2, **{"train.train_iterations": 60}), tmp_path, progress=False)
+    summary = check.proxy_check(run, 1, n_plans=4, progress=False)
+    rows = pd.read_csv(paths.proxy_check_file(run, 1))
+    assert len(rows) == 4 and rows["plan"].nunique() == 4
+    assert set(summary["proxy"]) == {*check.KINDS, *check.REFERENCES}
+    assert summary["spearman_rho"].dropna().between(-1, 1).all()
+    steps = summary.set_index("proxy")["proxy_steps"]
+    assert steps["pruned"] == 0 and steps["rewind"] == steps["finetune"] > 0
+    assert steps["planner"] == steps["rewind"] * tiny().qlearning.proxy_candidates
+    assert paths.proxy_check_summary_file(run, 1).is_file() and paths.proxy_check_trained_file(run, 1).is_file()
+    # a rerun finds every plan done: it trains nothing and gives the same table
+    monkeypatch.setattr(Setup, "train", lambda *a, **k: pytest.fail("retrained on resume"))
+    again = check.proxy_check(run, 1, n_plans=4, progress=False)
+    pd.testing.assert_frame_equal(again, summary)
+    assert main(["proxy-check", str(run), "--round", "7", "--quiet"]) == 2

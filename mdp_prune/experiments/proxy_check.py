@@ -92,18 +92,28 @@ def _proxy_check(run: Path, round_: int, n_plans: int, progress: bool) -> pd.Dat
     return summary
 
 
+# Two reference rows beside the proxies: counting the weights a plan keeps (a proxy any planner has for free),
+# and the retrained test accuracy, a second measurement of the same truth. No proxy can rank plans better than
+# the truth agrees with itself; when that row is low, the plans differ by less than the evaluation noise.
+REFERENCES = {"weights_remaining": "reference: weights kept",
+              "retrained_test_accuracy": "reference: noise ceiling"}
+
+
 def summarize(frame: pd.DataFrame, steps: int, candidates: int, round_steps: int) -> pd.DataFrame:
-    """Spearman rho of each proxy kind against the retrained validation accuracy, and its cost."""
+    """Spearman rho of each proxy kind (and of the references) against the retrained validation accuracy, and
+    its cost."""
     cost = {"pruned": 0, "finetune": steps, "rewind": steps, "planner": steps * candidates}
-    note = {"pruned": "per plan", "finetune": "per plan", "rewind": "per plan", "planner": "per round (candidates)"}
+    note = {"pruned": "per plan", "finetune": "per plan", "rewind": "per plan", "planner": "per round (candidates)",
+            **REFERENCES}
     out = []
-    for kind in KINDS:
+    for kind in (*KINDS, *REFERENCES):
         x, y = frame[kind], frame["retrained_val_accuracy"]
         rho, p = spearmanr(x, y) if x.nunique() > 1 and y.nunique() > 1 else (float("nan"), float("nan"))
+        steps_ = cost.get(kind, 0)
         out.append({"proxy": kind, "plans": len(frame), "spearman_rho": float(rho), "p_value": float(p),
-                    "proxy_steps": cost[kind], "cost": note[kind],
-                    "share_of_round": cost[kind] / round_steps if round_steps else float("nan"),
-                    "mean_gap_to_truth": float((x - y).mean())})
+                    "proxy_steps": steps_, "cost": note[kind],
+                    "share_of_round": steps_ / round_steps if round_steps else float("nan"),
+                    "mean_gap_to_truth": float((x - y).mean()) if kind in KINDS else float("nan")})
     return pd.DataFrame(out)
 
 
