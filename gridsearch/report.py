@@ -144,7 +144,7 @@ def _multiply_adds(config: RunConfig) -> dict[str, int]:
 
 def _last_per_layer(run: Path) -> dict[str, float]:
     """Fraction of each layer's weights remaining at the run's last round."""
-    rounds = io.read_csv(run / paths.ROUNDS)
+    rounds = io.read_rounds(run)
     final = rounds.iloc[-1]
     return {c.split(":", 1)[1]: float(final[c]) for c in rounds.columns if c.startswith("remaining:")}
 

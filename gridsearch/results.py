@@ -20,7 +20,7 @@ def comparison_frame(out: Path, runs: dict[str, dict[int, Path]]) -> pd.DataFram
     parts = []
     for method, by_seed in runs.items():
         for seed, run in by_seed.items():
-            rows = _round_columns(io.read_csv(run / paths.ROUNDS)).assign(
+            rows = _round_columns(io.read_rounds(run)).assign(
                 method=method, seed=seed, run_dir=str(run.relative_to(out)))
             parts.append(rows)
             if method == "qlearning":

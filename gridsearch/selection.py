@@ -31,7 +31,7 @@ def search(grid: Grid, out: Path, overrides: dict[str, Any] | None = None, prese
         row = {"cell": cell.index, "seed": cell.seed, **cell.params,
                "run_dir": str(run.relative_to(out)), "status": result["status"], "error": result["error"]}
         if result["status"] == "done":
-            row.update(_score(io.read_csv(run / paths.ROUNDS), scored))
+            row.update(_score(io.read_rounds(run), scored))
         rows.append(row)
     table = pd.DataFrame(rows)
     io.write_csv(out / paths.GRID_CSV, table)

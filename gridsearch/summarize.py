@@ -33,7 +33,7 @@ def collect(run_dirs: Sequence[Path]) -> pd.DataFrame:
             raise UserError(f"{run} is not a run folder")
         config = io.read_config(run)
         seed, method = config.train.seed, method_name(config)
-        parts.append(io.read_csv(run / paths.ROUNDS).assign(method=method, seed=seed))
+        parts.append(io.read_rounds(run).assign(method=method, seed=seed))
         for kind in paths.CONTROL_KINDS:
             control = io.read_csv(paths.control_file(run, kind))
             if not control.empty:

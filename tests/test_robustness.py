@@ -176,3 +176,12 @@ def test_a_scheduler_that_cannot_be_used_stops_the_grid(capsys, tmp_path, argv, 
     err = capsys.readouterr().err.strip()
     assert code == 2 and _one_line(err) and needle in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_corrupt_shared_dense_round_names_the_file_that_fixes_it(capsys, finished):
+    out, run = finished
+    dense = next((out / "dense").glob("*/" + paths.DENSE))
+    dense.write_bytes(b"damaged")
+    code, err = _run(capsys, ["run", *TINY, "--seed", "0", "--rounds", "4", "--out", str(out)])
+    assert code == 2 and _one_line(err) and f"delete {dense} (the shared dense round)" in err
+    assert "delete the run folder" not in err

@@ -72,11 +72,13 @@ class Setup:
 def dense_round(setup: Setup, out: Path, progress: bool) -> dict[str, Any]:
     """Train (or load) round 0: the initial, rewind-point and trained weights and the dense result."""
     path = paths.dense_dir(out, setup.config.train) / paths.DENSE
+    # Shared by every run with these training settings: deleting one run folder would not replace it.
+    remedy = f"delete {path} (the shared dense round); the next run retrains it"
     if path.is_file():
-        return io.load_torch(path)
+        return io.load_torch(path, remedy=remedy)
     # Every run with these training settings shares the folder: a second process waits for the first, then loads it.
     with folder_lock(path.parent, "dense folder", wait=True, announce=progress):
-        return io.load_torch(path) if path.is_file() else _train_dense(setup, path, progress)
+        return io.load_torch(path, remedy=remedy) if path.is_file() else _train_dense(setup, path, progress)
 
 
 def _train_dense(setup: Setup, path: Path, progress: bool) -> dict[str, Any]:

@@ -73,16 +73,16 @@ def save_torch(path: Path, obj: Any) -> None:
     write_bytes(path, buffer.getvalue())
 
 
-def load_torch(path: Path, map_location: str | torch.device = "cpu") -> Any:
-    """Load a checkpoint with `weights_only=True`; a damaged file is a clear error, never a traceback."""
+def load_torch(path: Path, map_location: str | torch.device = "cpu", remedy: str = "") -> Any:
+    """Load a checkpoint with `weights_only=True`; a damaged file is a clear error, never a traceback. `remedy`
+    says what fixes it where the default (delete the run folder) would not."""
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise UserError(f"missing checkpoint {path}") from None
     except Exception as e:  # noqa: BLE001 - torch raises many types for a damaged file
-        raise UserError(
-            f"corrupt checkpoint {path} ({type(e).__name__}); delete the run folder to start it again"
-        ) from None
+        raise UserError(f"corrupt checkpoint {path} ({type(e).__name__}); "
+                        f"{remedy or 'delete the run folder to start it again'}") from None
 
 
 def write_csv(path: Path, rows: Sequence[dict[str, Any]] | pd.DataFrame) -> None:
