@@ -93,6 +93,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         if value is not None:
             overrides[key] = value
     grid.cells(overrides, args.preset)  # every cell validated before any work starts
+    from mdp_prune.store import io  # here, not at the top: it loads torch, which must come after quiet_openmp
+
+    io.writable_folder(args.out, "--out")
     common = dict(overrides=overrides, preset=args.preset, n_jobs=args.n_jobs, backend=args.backend,
                   scheduler=args.scheduler, progress=not args.quiet)
     if args.command == "search":

@@ -185,3 +185,22 @@ def test_a_corrupt_shared_dense_round_names_the_file_that_fixes_it(capsys, finis
     code, err = _run(capsys, ["run", *TINY, "--seed", "0", "--rounds", "4", "--out", str(out)])
     assert code == 2 and _one_line(err) and f"delete {dense} (the shared dense round)" in err
     assert "delete the run folder" not in err
+
+
+def test_a_run_resumed_across_the_proxy_iterations_column_is_trusted(capsys, finished):
+    out, run = finished
+    rows = pd.read_csv(run / paths.ROUNDS)
+    rows.loc[:1, "proxy_iterations"] = None  # rounds written before the column existed, then resumed
+    io.write_csv(run / paths.ROUNDS, rows)
+    assert main(["run", *TINY, "--rounds", "4", "--out", str(out)]) == 0
+    assert list(io.read_rounds(run)["round"]) == [0, 1, 2, 3, 4]
+
+
+def test_a_grid_out_that_is_a_file(capsys, tmp_path):
+    from gridsearch.cli import main as grid_main
+
+    a_file = tmp_path / "results"
+    a_file.write_text("not a folder")
+    code = grid_main(["search", "--grid", "small", "--out", str(a_file), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and _one_line(err) and "--out" in err and "is a file, not a folder" in err

@@ -161,6 +161,8 @@ def read_rounds(run: Path, keep: int | None = None) -> pd.DataFrame:
                         f"delete {run} and rerun its command")
     if keep is not None:
         rows = rows.iloc[:keep]
+    # A run resumed by a version that added a column has empty cells above its first new row: none was spent.
+    rows = rows.fillna({c: 0 for c in _OPTIONAL_COLUMNS if c in rows})
     bad = _first_bad_row(rows)
     if bad is None:
         return rows
