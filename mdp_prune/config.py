@@ -98,7 +98,8 @@ class QLearningConfig:
     target_accuracy: float = _opt(
         1.0, "T_A as a multiple of the dense network's proxy accuracy (1 - the tolerated accuracy drop): below it "
         "the reward's accuracy hinge penalises a plan")
-    target_sparsity: float = _opt(0.964, "T_P: fraction of prunable weights removed that the reward aims at")
+    target_sparsity: float = _opt(0.964, "T_P: fraction of prunable weights removed that the reward aims at (free "
+                                  "mode: at least 1 - target_remaining when that is set)")
     beta: float = _opt(1.0, "reward scale beta")
     budget: str = _opt("free", "free: the reward sets the pace; lt: each round removes exactly the lt baseline's share")
     feedback: bool = _opt(True, "feed the retrained validation accuracy back as a terminal reward of the plan")

@@ -191,6 +191,18 @@ def test_free_mode_keeps_pruning_while_retrained_accuracy_is_within_the_toleranc
     assert planner._keeps_pruning(within, env, (1, 0)) is None  # a plan that prunes is kept as it is
 
 
+@pytest.mark.parametrize("target_remaining,target_sparsity,expected", [
+    (0.035826, 0.964, 1 - 0.035826),  # the run's target is stricter: the reward must want it too
+    (0.05, 0.99, 0.99),  # a reward aiming beyond the target is left alone
+    (0.0, 0.964, 0.964),  # no target: T_P as given
+])
+def test_free_mode_reward_wants_at_least_the_runs_own_target(tiny, target_remaining, target_sparsity, expected):
+    planner = QLearningPlanner(_q(tiny, **{"prune.target_remaining": target_remaining,
+                                           "qlearning.target_sparsity": target_sparsity}))
+    assert planner._target_sparsity(None) == pytest.approx(expected)
+    assert planner._target_for_feedback(None) == pytest.approx(expected)
+
+
 def test_proxy_check_scores_every_kind_and_resumes_without_retraining(tmp_path, tiny, monkeypatch):
     from mdp_prune.experiments import proxy_check as check
 
