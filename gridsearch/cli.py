@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mdp_prune.cli import _Parser, _tuple_of, add_threads_argument, guarded, quiet_openmp
+from mdp_prune.cli import _Parser, _tuple_of, add_threads_argument, check_threads, guarded, quiet_openmp
 from mdp_prune.config import PRESETS
 from mdp_prune.errors import UserError
 from mdp_prune.store import paths
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    quiet_openmp()  # before torch is imported; the workers inherit it
+    quiet_openmp()  # before torch is imported; loky workers inherit the environment, Dask workers do not
     args = build_parser().parse_args(argv)
     return guarded(lambda: _dispatch(args))
 
@@ -81,11 +81,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         grid = dataclasses.replace(grid, search_rounds=args.search_rounds)
     if args.n_jobs < 1:
         raise UserError(f"--n-jobs must be at least 1, got {args.n_jobs}")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UserError(f"--threads must be at least 1, got {args.threads}")
-        from gridsearch import runner
+    from gridsearch import runner
 
+    check_threads(args.threads)
+    if args.threads is not None:
         runner.THREADS = args.threads
     overrides: dict[str, Any] = {}
     for key, value in (("train.dataset", args.dataset), ("rounds", args.rounds), ("data_dir", args.data_dir),
@@ -95,6 +94,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     grid.cells(overrides, args.preset)  # every cell validated before any work starts
     from mdp_prune.store import io  # here, not at the top: it loads torch, which must come after quiet_openmp
 
+    runner.check_backend(args.backend, args.scheduler)
     io.writable_folder(args.out, "--out")
     common = dict(overrides=overrides, preset=args.preset, n_jobs=args.n_jobs, backend=args.backend,
                   scheduler=args.scheduler, progress=not args.quiet)

@@ -86,6 +86,14 @@ def _backend(backend: str, scheduler: str | None) -> Any:
     return _DaskContext(client)
 
 
+def check_backend(backend: str, scheduler: str | None) -> None:
+    """Fail on a backend that cannot be used (unknown, misused --scheduler, unreachable scheduler) before the
+    command creates its output folder."""
+    context = _backend(backend, scheduler)
+    if isinstance(context, _DaskContext):
+        context.client.close()
+
+
 class _DaskContext:
     def __init__(self, client: Any) -> None:
         self.client = client

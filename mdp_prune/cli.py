@@ -97,12 +97,16 @@ def add_threads_argument(parser: argparse.ArgumentParser, text: str) -> None:
     parser.add_argument("--threads", type=int, default=None, metavar="N", help=text)
 
 
+def check_threads(threads: int | None) -> None:
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads must be at least 1, got {threads}")
+
+
 def set_threads(threads: int | None) -> None:
     """Apply --threads (None: leave torch's default)."""
+    check_threads(threads)
     if threads is None:
         return
-    if threads < 1:
-        raise UserError(f"--threads must be at least 1, got {threads}")
     import torch
 
     torch.set_num_threads(threads)

@@ -204,3 +204,87 @@ def test_a_grid_out_that_is_a_file(capsys, tmp_path):
     code = grid_main(["search", "--grid", "small", "--out", str(a_file), "--quiet"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and _one_line(err) and "--out" in err and "is a file, not a folder" in err
+
+
+def test_truncate_refuses_a_side_table_with_a_round_that_is_not_a_number(capsys, finished):
+    _, run = finished
+    curves = pd.read_csv(run / paths.CURVES)
+    curves["round"] = curves["round"].astype(object)
+    curves.loc[len(curves) - 1, "round"] = "three"
+    io.write_csv(run / paths.CURVES, curves)
+    files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    code, err = _run(capsys, ["truncate", str(run), "--round", "2"])
+    assert code == 2 and _one_line(err) and f"{run / paths.CURVES} is damaged" in err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == files  # rounds.csv not cut
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "1e400"])
+def test_an_infinite_count_is_damage_not_a_crash(finished, value):
+    _, run = finished
+    text = (run / paths.ROUNDS).read_text().splitlines()
+    header = text[0].split(",")
+    cells = text[2].split(",")
+    cells[header.index("train_iterations")] = value
+    (run / paths.ROUNDS).write_text("\n".join([*text[:2], ",".join(cells), *text[3:]]) + "\n")
+    with pytest.raises(UserError, match=r"row 2 \(train_iterations not a whole number"):
+        io.read_rounds(run)
+
+
+def test_only_leading_empty_proxy_iterations_are_a_legacy_column(finished):
+    _, run = finished
+    rows = pd.read_csv(run / paths.ROUNDS)
+    legacy = rows.drop(columns="proxy_iterations")
+    io.write_csv(run / paths.ROUNDS, legacy)
+    assert list(io.read_rounds(run)["proxy_iterations"]) == [0] * len(rows)  # an older run spent none
+    resumed = rows.astype({"proxy_iterations": float})
+    resumed.loc[:1, "proxy_iterations"] = None  # rounds 0-1 written before the column, 2-3 after
+    io.write_csv(run / paths.ROUNDS, resumed)
+    assert list(io.read_rounds(run)["proxy_iterations"]) == [0, 0, *rows["proxy_iterations"][2:]]
+    holed = rows.astype({"proxy_iterations": float})
+    holed.loc[2, "proxy_iterations"] = None  # below a number: damage, not an older version
+    io.write_csv(run / paths.ROUNDS, holed)
+    with pytest.raises(UserError, match=r"row 3 \(no number in proxy_iterations\)"):
+        io.read_rounds(run)
+
+
+def test_a_free_mode_run_planned_under_an_older_objective_is_not_resumed(capsys, tmp_path):
+    argv = ["run", *TINY, "--planner", "qlearning", "--budget", "free", "--episodes", "10",
+            "--target-remaining", "0.01", "--out", str(tmp_path)]
+    assert main([*argv, "--rounds", "2"]) == 0
+    run = next(tmp_path.glob("qlearning_*"))
+    log = pd.read_csv(run / paths.QLEARNING_ROUNDS)
+    log.loc[log["round"] == 1, "target_sparsity"] = 0.964  # what the reward asked for before the fix
+    io.write_csv(run / paths.QLEARNING_ROUNDS, log)
+    capsys.readouterr()
+    code, err = _run(capsys, [*argv, "--rounds", "4"])
+    assert code == 2 and _one_line(err) and f"`mdp-prune truncate {run} --round 1` replans from there" in err
+    assert main(["truncate", str(run), "--round", "1"]) == 0
+    assert main([*argv, "--rounds", "4"]) == 0
+
+
+def test_a_file_system_without_locks_is_one_line(capsys, tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    code, err = _run(capsys, ["run", *TINY, "--rounds", "0", "--out", str(tmp_path)])
+    assert code == 2 and _one_line(err) and "does not support locks" in err
+
+
+def test_out_below_a_folder_that_cannot_be_entered(capsys, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    closed = tmp_path / "closed"
+    real_exists = Path.exists
+
+    def exists(self, *args, **kwargs):  # what a folder without the x bit does for a user other than root
+        if closed in self.parents:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_exists(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "exists", exists)
+    code, err = _run(capsys, ["run", *TINY, "--rounds", "0", "--out", str(closed / "out")])
+    assert code == 2 and _one_line(err) and "Permission denied" in err

@@ -117,10 +117,9 @@ def run_imp(config: RunConfig, out: Path | str = "results", progress: bool = Tru
     """Run (or resume) IMP with the configured planner; returns the run folder."""
     check_names(config)
     out = io.writable_folder(out, "--out")
-    setup = Setup(config)
     run = paths.run_dir(out, config)
     with folder_lock(run, "run folder"):  # a second process would commit every round a second time
-        return _run_locked(config, out, setup, run, progress, on_round_start)
+        return _run_locked(config, out, Setup(config), run, progress, on_round_start)
 
 
 def _run_locked(config: RunConfig, out: Path, setup: Setup, run: Path, progress: bool,
@@ -130,6 +129,7 @@ def _run_locked(config: RunConfig, out: Path, setup: Setup, run: Path, progress:
     if done and _reached_target(config, rows.iloc[-1]):
         return run  # reached the target in an earlier invocation
     planner = make_planner(config)
+    _check_not_stale(run, planner, done)
     model = setup.model()
     weights = prunable_weights(model)
     # Everything a resumption reads is loaded before anything is written: a damaged file stops the run
@@ -145,8 +145,7 @@ def _run_locked(config: RunConfig, out: Path, setup: Setup, run: Path, progress:
     loop = _Loop(setup, run, model, weights, planner, dense, on_round_start, progress)
     if done:
         loop.iterations, loop.seconds = int(rows["train_iterations"].iloc[-1]), float(rows["seconds"].iloc[-1])
-        # Runs written before the proxies could retrain have no such column: they spent no proxy steps.
-        loop.proxy_iterations = int(rows["proxy_iterations"].iloc[-1]) if "proxy_iterations" in rows else 0
+        loop.proxy_iterations = int(rows["proxy_iterations"].iloc[-1])
     with tqdm(total=config.rounds + 1, initial=min(done, config.rounds + 1), desc=f"IMP {run.name}",
               unit="round", disable=not progress, dynamic_ncols=True) as bar:
         for r in range(done, config.rounds + 1):
@@ -171,6 +170,18 @@ def _committed_rows(run: Path, config: RunConfig) -> pd.DataFrame:
 def _reached_target(config: RunConfig, row: Mapping[str, Any]) -> bool:
     target = config.prune.target_remaining
     return target > 0 and row["weights_remaining"] <= target
+
+
+def _check_not_stale(run: Path, planner: Planner, done: int) -> None:
+    """A run resumed after a fix to its planner's objective would mix plans of two objectives: stop, and say
+    where to replan from."""
+    stale = planner.stale_round(io.read_csv(run / paths.QLEARNING_ROUNDS)) if done else None
+    if stale is None or stale >= done:
+        return
+    remedy = (f"`mdp-prune truncate {run} --round {stale}` replans from there; then rerun its command" if stale > 0
+              else f"delete {run} and rerun its command")
+    raise UserError(f"{run} was planned from round {stale} on by an earlier version of the planner's objective: "
+                    f"{remedy}")
 
 
 def _resumed_masks(run: Path, done: int, weights: Mapping[str, torch.Tensor],
@@ -279,15 +290,12 @@ def truncate_run(run: Path, round_: int) -> int:
     io.load_torch(paths.planner_state_file(run, round_))
     tables = [run / paths.CURVES, run / paths.PLANS, run / paths.QLEARNING_LOG, run / paths.QLEARNING_ROUNDS,
               *(paths.control_file(run, kind) for kind in paths.CONTROL_KINDS)]
-    contents = {table: io.read_csv(table) for table in tables}
-    roundless = [str(t) for t, c in contents.items() if not c.empty and "round" not in c]
-    if roundless:
-        raise UserError(f"{roundless[0]} is damaged (no round column); delete it and rerun to rebuild it")
+    cut = {table: _rows_before(table, io.read_csv(table), round_) for table in tables}
     # rounds.csv is the commit point: once it is cut, the run is consistent even if the cleanup below dies.
     io.write_csv(run / paths.ROUNDS, kept)
-    for table, old in contents.items():
-        if not old.empty:
-            io.write_csv(table, old[old["round"] < round_])
+    for table, rows in cut.items():
+        if rows is not None:
+            io.write_csv(table, rows)
     # Round r's commit wrote the mask and planner state of round r + 1 and the Q-table of round r. Those
     # before round_ stay: they are where the rerun starts.
     for r in range(round_, last + 2):
@@ -298,6 +306,16 @@ def truncate_run(run: Path, round_: int) -> int:
     export_ticket(run, round_ - 1)
     _write_summary(run, config, kept.iloc[-1].to_dict(), float(kept["test_accuracy"].iloc[0]))
     return last - round_ + 1
+
+
+def _rows_before(table: Path, rows: pd.DataFrame, round_: int) -> pd.DataFrame | None:
+    """A side table's rows of the rounds before `round_` (None: an empty table, left as it is)."""
+    if rows.empty:
+        return None
+    rounds = pd.to_numeric(rows["round"], errors="coerce") if "round" in rows else None
+    if rounds is None or rounds.isna().any():
+        raise UserError(f"{table} is damaged (a row without a round number); delete it and rerun to rebuild it")
+    return rows[rounds < round_]
 
 
 def _unchanged(new: dict[str, torch.Tensor], old: dict[str, torch.Tensor] | None) -> bool:
@@ -311,7 +329,7 @@ def _write_summary(run: Path, config: RunConfig, last: dict[str, Any], dense_tes
         "weights_remaining": last["weights_remaining"], "test_accuracy": last["test_accuracy"],
         "val_accuracy": last["val_accuracy"], "dense_test_accuracy": dense_test_accuracy,
         "train_iterations": int(last["train_iterations"]),
-        "proxy_iterations": int(last.get("proxy_iterations", 0)), "seconds": last["seconds"],
+        "proxy_iterations": int(last["proxy_iterations"]), "seconds": last["seconds"],
     })
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
 import torch
 from torch import nn
 
@@ -56,3 +57,8 @@ class Planner:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
+
+    def stale_round(self, log: pd.DataFrame) -> int | None:
+        """The first round of a resumed run whose logged plan (its `qlearning_rounds.csv` rows) this version
+        would have made under a different objective, or None. The config hash cannot see such a fix."""
+        return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import tempfile
 from collections.abc import Sequence
@@ -45,9 +46,9 @@ def write_bytes(path: Path, data: bytes) -> None:
 def writable_folder(folder: Path | str, what: str) -> Path:
     """`folder`, created if need be, after checking it can be written: fail before hours of training, not after."""
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise UserError(f"{what} {folder} is a file, not a folder")
     try:
+        if folder.exists() and not folder.is_dir():
+            raise UserError(f"{what} {folder} is a file, not a folder")
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"{what} {folder} cannot be created: {e.strerror or e}") from None
@@ -139,10 +140,27 @@ def _first_bad_row(rows: pd.DataFrame) -> tuple[int, str] | None:
         outside = [c for c in fractions if not 0.0 <= values[c] <= 1.0]
         if outside:
             return i, f"{', '.join(outside)} outside [0, 1]"
-        negative = [c for c in _COUNT_COLUMNS if c in rows and (values[c] < 0 or values[c] != int(values[c]))]
+        negative = [c for c in _COUNT_COLUMNS if not (math.isfinite(values[c]) and values[c] >= 0
+                                                       and values[c] == int(values[c]))]
         if negative:
             return i, f"{', '.join(negative)} not a whole number of iterations"
     return None
+
+
+def _fill_legacy_columns(rows: pd.DataFrame) -> pd.DataFrame:
+    """A run written before a column existed spent nothing on it: the column is added as 0, and a run resumed by
+    the version that added it has empty cells only above its first new row, which read as 0 (an empty cell below
+    a number is damage, left for the checks)."""
+    rows = rows.copy()
+    for column in _OPTIONAL_COLUMNS:
+        if column not in rows:
+            rows[column] = 0
+            continue
+        numbers = pd.to_numeric(rows[column], errors="coerce")
+        first = numbers.first_valid_index()
+        leading = rows.index if first is None else rows.index[: rows.index.get_loc(first)]
+        rows.loc[leading, column] = 0
+    return rows
 
 
 def read_rounds(run: Path, keep: int | None = None) -> pd.DataFrame:
@@ -161,8 +179,7 @@ def read_rounds(run: Path, keep: int | None = None) -> pd.DataFrame:
                         f"delete {run} and rerun its command")
     if keep is not None:
         rows = rows.iloc[:keep]
-    # A run resumed by a version that added a column has empty cells above its first new row: none was spent.
-    rows = rows.fillna({c: 0 for c in _OPTIONAL_COLUMNS if c in rows})
+    rows = _fill_legacy_columns(rows)
     bad = _first_bad_row(rows)
     if bad is None:
         return rows

@@ -12,8 +12,8 @@ clean release deletes the file, and the folder too if the lock created it and no
 a lock leaves nothing beside the results. Because the file can be deleted while another process waits on it, a
 process that gets the lock checks that its file is still the one in the folder, and otherwise locks the new one.
 
-The lock is re-entrant within a process (a run's export, called while the run holds its folder, takes it again
-at no cost); another thread of the same process is treated like another process. A forked child does not
+The lock is re-entrant within a thread (code that holds a folder may call a function that locks it again, at no
+cost); another thread of the same process is treated like another process. A forked child does not
 inherit its parent's locks.
 """
 
@@ -98,7 +98,10 @@ def folder_lock(folder: Path | str, what: str = "run folder", wait: bool = False
 
 
 def _acquire(folder: Path, what: str, wait: bool, announce: bool) -> _Hold:
-    created = not folder.exists()
+    try:
+        created = not folder.exists()
+    except OSError as e:  # a parent folder that cannot be entered
+        raise UserError(f"cannot lock {what} {folder}: {e.strerror or e}") from None
     lock = folder / paths.LOCK
     while True:
         try:
@@ -132,6 +135,9 @@ def _flock(fd: int, folder: Path, what: str, wait: bool, announce: bool) -> None
     except BlockingIOError:
         if not wait:
             raise _in_use(folder, what, _holder(fd)) from None
+    except OSError as e:  # ENOLCK, EOPNOTSUPP: a file system without locks (some network mounts)
+        raise UserError(f"cannot lock {what} {folder}: {e.strerror or e} (its file system does not support "
+                        "locks; use an --out on a local disk)") from None
     if announce:
         print(f"waiting: {_describe(folder, what, _holder(fd))}", file=sys.stderr, flush=True)
     fcntl.flock(fd, fcntl.LOCK_EX)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from mdp_prune.config import RETRAINING_KINDS, RunConfig
@@ -118,6 +119,14 @@ class QLearningPlanner(Planner):
         before the run may stop (a run aiming at 3.58 % remaining stalled at 3.63 % with T_P at 96.4 %)."""
         target_remaining = self.config.prune.target_remaining
         return max(self.q.target_sparsity, 1.0 - target_remaining) if target_remaining > 0 else self.q.target_sparsity
+
+    def stale_round(self, log: pd.DataFrame) -> int | None:
+        # Free-mode runs planned before T_P was raised to the run's own target stalled short of it.
+        if self.q.budget != "free" or log.empty or not {"round", "target_sparsity"} <= set(log.columns):
+            return None
+        logged = pd.to_numeric(log["target_sparsity"], errors="coerce")
+        stale = log["round"][~((logged - self._free_target_sparsity()).abs() <= 1e-9)]
+        return int(pd.to_numeric(stale, errors="coerce").min()) if len(stale) else None
 
     def _target_sparsity(self, ctx: RoundContext) -> float:
         if self.q.budget == "free":
