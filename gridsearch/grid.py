@@ -26,6 +26,7 @@ from sklearn.model_selection import ParameterGrid
 from mdp_prune.config import PRESETS, RULES, RunConfig, parse_value
 from mdp_prune.errors import UserError
 from mdp_prune.experiments.imp import check_names
+from mdp_prune.store import paths
 
 GRIDS_DIR = Path(__file__).parent / "grids"
 
@@ -60,7 +61,7 @@ class Grid:
         for combo in self.combinations():
             for seed in self.seeds:
                 cell = Cell(len(out), combo, seed, self._config({**base, **combo, "train.seed": seed}, combo, seed))
-                folder = f"{cell.config.prune.planner}_{cell.config.hash()}"
+                folder = paths.run_dir("", cell.config).name
                 if folder in folders:
                     first = folders[folder]
                     raise UserError(

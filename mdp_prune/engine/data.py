@@ -354,8 +354,9 @@ def load_cifar10(data_dir: str = "") -> Splits:
     try:
         torchvision.datasets.CIFAR10(str(root), train=True, download=True)
     except Exception as e:  # noqa: BLE001 - any download failure is the same user-facing problem
-        raise UserError(f"cannot download cifar10 to {root} ({_one_line(e)}); pass --data-dir with its "
-                        "batches") from None
+        raise UserError(f"cannot download cifar10 to {root} ({_one_line(e)}); if an earlier download stopped "
+                        f"halfway, delete {root / 'cifar-10-batches-py'} and {root / 'cifar-10-python.tar.gz'}; or "
+                        "pass --data-dir with its batches") from None
     return load_cifar_folder(root / "cifar-10-batches-py")
 
 

@@ -102,8 +102,8 @@ REFERENCES = {"weights_remaining": "reference: weights kept",
 def summarize(frame: pd.DataFrame, steps: int, candidates: int, round_steps: int) -> pd.DataFrame:
     """Spearman rho of each proxy kind (and of the references) against the retrained validation accuracy, and
     its cost."""
-    cost = {"pruned": 0, "finetune": steps, "rewind": steps, "planner": steps * candidates}
-    note = {"pruned": "per plan", "finetune": "per plan", "rewind": "per plan", "planner": "per round (candidates)",
+    cost = {"pruned": 0, **dict.fromkeys(RETRAINING_KINDS, steps), "planner": steps * candidates}
+    note = {**dict.fromkeys(("pruned", *RETRAINING_KINDS), "per plan"), "planner": "per round (candidates)",
             **REFERENCES}
     out = []
     for kind in (*KINDS, *REFERENCES):
