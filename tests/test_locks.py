@@ -104,6 +104,11 @@ def test_a_second_run_of_the_same_folder_exits_2_naming_the_first(tmp_path):
     assert child.exitcode == 0
     assert list(pd.read_csv(run / paths.ROUNDS)["round"]) == [0, 1, 2, 3]  # each round once
     assert not (run / paths.LOCK).exists()  # released: nothing beside the results
+    alone = paths.run_dir(tmp_path / "alone", _config())
+    assert subprocess.run([sys.executable, "-m", "mdp_prune", *_run_cmd(tmp_path / "alone")],
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=WAIT).returncode == 0
+    pd.testing.assert_frame_equal(pd.read_csv(run / paths.ROUNDS).drop(columns="seconds"),
+                                  pd.read_csv(alone / paths.ROUNDS).drop(columns="seconds"))
 
 
 def test_a_lock_of_a_killed_run_is_recovered(tmp_path, capsys):
