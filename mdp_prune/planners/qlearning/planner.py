@@ -124,9 +124,10 @@ class QLearningPlanner(Planner):
         # Free-mode runs planned before T_P was raised to the run's own target stalled short of it.
         if self.q.budget != "free" or log.empty or not {"round", "target_sparsity"} <= set(log.columns):
             return None
+        rounds = pd.to_numeric(log["round"], errors="coerce")
         logged = pd.to_numeric(log["target_sparsity"], errors="coerce")
-        stale = log["round"][~((logged - self._free_target_sparsity()).abs() <= 1e-9)]
-        return int(pd.to_numeric(stale, errors="coerce").min()) if len(stale) else None
+        stale = rounds[rounds.notna() & ~((logged - self._free_target_sparsity()).abs() <= 1e-9)]
+        return int(stale.min()) if len(stale) else None
 
     def _target_sparsity(self, ctx: RoundContext) -> float:
         if self.q.budget == "free":
