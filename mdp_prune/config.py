@@ -27,6 +27,7 @@ def _opt(default: Any, help: str, **extra: Any) -> Any:
 # The reward's accuracy signals (planners/proxies.py): the cheap one, then those that retrain briefly.
 PROXY_KINDS = ("pruned", "finetune", "rewind")
 RETRAINING_KINDS = PROXY_KINDS[1:]
+COMMIT_RULES = ("best", "greedy")
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,8 @@ class QLearningConfig:
     proxy_candidates: int = _opt(6, "finetune, rewind: plans per round scored by retraining (one per group of plans "
                                  "removing a similar share of the weights)")
     init_qtable: str = _opt("", "run folder whose final Q-table starts this run (warm start; empty: a fresh table)")
+    commit: str = _opt("best", "the plan a round commits: greedy (Q's greedy plan) or best (the plan of highest return "
+                       "among the greedy plan and every plan the round's episodes played)")
 
     def validate(self) -> None:
         check_fields(self, "qlearning")
@@ -349,6 +352,7 @@ RULES: dict[str, Rule] = {
     "qlearning.proxy_share": _RATE,
     "qlearning.proxy_candidates": _COUNT,
     "qlearning.init_qtable": _TEXT,
+    "qlearning.commit": Rule(str, choices=COMMIT_RULES),
     "rounds": _NON_NEGATIVE,
     "data_dir": _TEXT,
     "device": Rule(str, choices=("auto", "cpu", "cuda")),

@@ -221,3 +221,49 @@ def test_proxy_check_scores_every_kind_and_resumes_without_retraining(tmp_path, 
     again = check.proxy_check(run, 1, n_plans=4, progress=False)
     pd.testing.assert_frame_equal(again, summary)
     assert main(["proxy-check", str(run), "--round", "7", "--quiet"]) == 2
+
+
+class AliasedEvaluator:
+    """Synthetic round whose states alias: both first actions lead to the same (layer, accuracy, sparsity)
+    bucket, so Q sees the same future after either and picks the first action by its immediate reward (keep
+    layer 0), while the optimum (prune both layers) pays for its first cut in the second step."""
+
+    n_layers = 2
+    accuracies = {(): 0.9, (0,): 0.9, (1,): 0.46, (0, 0): 0.9, (0, 1): 0.0, (1, 0): 0.9, (1, 1): 0.9}
+
+    def accuracy(self, plan):
+        return self.accuracies[plan]
+
+    def remaining(self, plan):
+        return 1 - 0.25 * sum(plan)
+
+
+def test_committing_the_best_played_plan_reaches_the_optimum_an_aliased_greedy_plan_misses():
+    from mdp_prune.planners.qlearning.planner import best_played
+
+    env = PruningEnv(AliasedEvaluator(), 2, (0.5,), (0.01,), target_accuracy=0.9, target_sparsity=0.6)
+    assert env.state_of((0,)) == env.state_of((1,))  # aliased
+    optimum, value = exact_optimum(env, 0.9, 100)
+    assert optimum == (1, 1)
+    agent = QLearningAgent(env.space.n_states, 2, alpha=make_schedule("constant", 0.1),
+                           epsilon=make_schedule("linear", 1.0, 0.0, 300), gamma=0.9, seed=0)
+    played = set()
+    for _ in range(400):
+        agent.run_episode(env, max_steps=2)
+        played.add(env.plan)
+    greedy = greedy_rollout(env, agent.table.values)[0]
+    assert env.discounted_return(greedy, 0.9) < value - 1e-6  # the aliasing is real: greedy misses
+    assert played == set(itertools.product(range(2), repeat=2))
+    assert best_played(env, 0.9, greedy, played) == optimum
+    assert best_played(env, 0.9, greedy, set()) == greedy  # nothing better played: the greedy plan stands
+
+
+def test_a_run_logs_the_committed_plan_against_the_optimum(tmp_path, tiny):
+    config = _q(tiny, **{"qlearning.episodes": 200, "rounds": 2})
+    run = run_imp(config, tmp_path, progress=False)
+    log = pd.read_csv(run / paths.QLEARNING_ROUNDS)
+    assert set(log["commit"]) == {"best"}
+    assert (log["committed_discounted_return"] >= log["greedy_discounted_return"] - 1e-12).all()
+    assert (log["committed_is_optimal"] == (log["committed_discounted_return"]
+                                            >= log["optimal_discounted_return"] - 1e-9)).all()
+    assert (log["plans_played"] >= 1).all()

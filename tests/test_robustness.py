@@ -288,3 +288,20 @@ def test_out_below_a_folder_that_cannot_be_entered(capsys, tmp_path, monkeypatch
     monkeypatch.setattr(Path, "exists", exists)
     code, err = _run(capsys, ["run", *TINY, "--rounds", "0", "--out", str(closed / "out")])
     assert code == 2 and _one_line(err) and "Permission denied" in err
+
+
+def test_a_run_that_committed_greedy_plans_is_not_resumed_under_the_best_plan_rule(capsys, tmp_path):
+    argv = ["run", *TINY, "--planner", "qlearning", "--budget", "lt", "--episodes", "10", "--out", str(tmp_path)]
+    assert main([*argv, "--rounds", "2"]) == 0
+    run = next(tmp_path.glob("qlearning_*"))
+    log = pd.read_csv(run / paths.QLEARNING_ROUNDS)
+    io.write_csv(run / paths.QLEARNING_ROUNDS, log.drop(columns="commit"))  # logged before the commit rule
+    capsys.readouterr()
+    code, err = _run(capsys, [*argv, "--rounds", "3"])
+    assert code == 2 and _one_line(err) and f"delete {run} and rerun its command" in err
+    log.loc[log["round"] == 1, "commit"] = "greedy"
+    io.write_csv(run / paths.QLEARNING_ROUNDS, log)
+    code, err = _run(capsys, [*argv, "--rounds", "3"])
+    assert code == 2 and _one_line(err) and f"`mdp-prune truncate {run} --round 1` replans from there" in err
+    assert main(["truncate", str(run), "--round", "1"]) == 0
+    assert main([*argv, "--rounds", "3"]) == 0

@@ -1,4 +1,8 @@
-"""The `qlearning` planner: each round, Q-learning on the round's pruning MDP, then the greedy plan is committed.
+"""The `qlearning` planner: each round, Q-learning on the round's pruning MDP, then a plan is committed.
+
+The committed plan is, by default (`commit = "best"`), the best of the greedy plan and every plan the round's
+episodes played: the states alias plans (they keep only buckets of a plan's prefix), so Q's greedy plan can miss
+an optimum the episodes have already scored; `commit = "greedy"` commits the greedy plan itself.
 
 The Q-table persists across rounds (states carry the sparsity bucket, so rounds meet in different regions of
 it); the exploration schedules restart every round because every round is a new MDP instance (new weights).
@@ -121,13 +125,19 @@ class QLearningPlanner(Planner):
         return max(self.q.target_sparsity, 1.0 - target_remaining) if target_remaining > 0 else self.q.target_sparsity
 
     def stale_round(self, log: pd.DataFrame) -> int | None:
-        # Free-mode runs planned before T_P was raised to the run's own target stalled short of it.
-        if self.q.budget != "free" or log.empty or not {"round", "target_sparsity"} <= set(log.columns):
+        if log.empty or "round" not in log.columns:
             return None
         rounds = pd.to_numeric(log["round"], errors="coerce")
-        logged = pd.to_numeric(log["target_sparsity"], errors="coerce")
-        stale = rounds[rounds.notna() & ~((logged - self._free_target_sparsity()).abs() <= 1e-9)]
-        return int(stale.min()) if len(stale) else None
+        stale = pd.Series(False, index=log.index)
+        # Free-mode runs planned before T_P was raised to the run's own target stalled short of it.
+        if self.q.budget == "free" and "target_sparsity" in log.columns:
+            logged = pd.to_numeric(log["target_sparsity"], errors="coerce")
+            stale |= ~((logged - self._free_target_sparsity()).abs() <= 1e-9)
+        # Rounds logged before the commit rule existed committed the greedy plan.
+        commit = log["commit"].fillna("greedy") if "commit" in log.columns else pd.Series("greedy", index=log.index)
+        stale |= commit.astype(str) != self.q.commit
+        stale_rounds = rounds[rounds.notna() & stale]
+        return int(stale_rounds.min()) if len(stale_rounds) else None
 
     def _target_sparsity(self, ctx: RoundContext) -> float:
         if self.q.budget == "free":
@@ -198,20 +208,24 @@ class QLearningPlanner(Planner):
         agent = self.agent
         assert agent is not None
         before = agent.table.values.copy()
-        logs = []
+        logs, played = [], set()
         for episode in range(self.q.episodes):
             log = agent.run_episode(env, max_steps=evaluator.n_layers)
+            played.add(env.plan)
             plan, _, _ = greedy_rollout(env, agent.table.values)
             logs.append({"round": ctx.round, "episode": episode, "epsilon": log.epsilon, "alpha": log.alpha,
                          "return": log.return_, "max_abs_dq": log.max_abs_dq, "mean_abs_dq": log.mean_abs_dq,
                          "greedy_plan": "/".join(f"{self.config.prune.actions[a]:g}" for a in plan)})
         greedy_plan, transitions, greedy_return = greedy_rollout(env, agent.table.values)
         optimum = exact_optimum(env, agent.gamma, MAX_ENUMERATED_PLANS)
-        plan = forced = self._keeps_pruning(ctx, env, greedy_plan)
+        chosen = greedy_plan
+        if self.q.commit == "best":
+            chosen = best_played(env, agent.gamma, greedy_plan, played)
+        plan = forced = self._keeps_pruning(ctx, env, chosen)
         if forced is None:
-            plan = greedy_plan
-        else:
-            transitions = _transitions(env, forced)
+            plan = chosen
+        if plan != greedy_plan:
+            transitions = _transitions(env, plan)
         fractions = {n: self.config.prune.actions[a] for n, a in zip(evaluator.names, plan, strict=True)}
         if self.q.budget == "lt":
             kept = dict(zip(evaluator.names, evaluator.kept, strict=True))
@@ -224,7 +238,7 @@ class QLearningPlanner(Planner):
             k - pruning.prune_count(k, fractions[n]) for n, k in zip(evaluator.names, evaluator.kept, strict=True)
         ) / evaluator.total
         self._write_diagnostics(ctx, env, evaluator, logs, before, greedy_return, time.perf_counter() - began,
-                                greedy_plan, plan, optimum)
+                                greedy_plan, chosen, plan, optimum, len(played))
         return fractions
 
     def _keeps_pruning(self, ctx: RoundContext, env: PruningEnv, plan: tuple[int, ...]) -> tuple[int, ...] | None:
@@ -245,8 +259,9 @@ class QLearningPlanner(Planner):
 
     def _write_diagnostics(self, ctx: RoundContext, env: PruningEnv, evaluator: ProxyEvaluator, logs: list[dict],
                            before: np.ndarray, greedy_return: float, seconds: float, greedy: tuple[int, ...],
-                           committed: tuple[int, ...], optimum: tuple[tuple[int, ...], float] | None) -> None:
-        run, table = ctx.run_dir, self.agent.table  # type: ignore[union-attr]
+                           chosen: tuple[int, ...], committed: tuple[int, ...],
+                           optimum: tuple[tuple[int, ...], float] | None, n_played: int) -> None:
+        run, table, gamma = ctx.run_dir, self.agent.table, self.agent.gamma  # type: ignore[union-attr]
         visited = table.visits.sum(1) > 0
         changed = int(np.sum(visited & (np.argmax(before, 1) != np.argmax(table.values, 1))))
         io.replace_round(run / paths.QLEARNING_LOG, ctx.round, logs)
@@ -261,11 +276,14 @@ class QLearningPlanner(Planner):
                    "proxy_lookups": evaluator.lookups, "reference_proxy_accuracy": env.reference_accuracy,
                    "target_sparsity": env.target_sparsity, "seconds": seconds,
                    "proxy": self.q.proxy, "proxy_iterations": ctx.retrainer.iterations if ctx.retrainer else 0,
-                   "committed_plan": self._plan_text(committed), "forced_nonempty": committed != greedy,
-                   "greedy_discounted_return": env.discounted_return(greedy, self.agent.gamma)}  # type: ignore[union-attr]
+                   "commit": self.q.commit, "plans_played": n_played,
+                   "committed_plan": self._plan_text(committed), "forced_nonempty": committed != chosen,
+                   "greedy_discounted_return": env.discounted_return(greedy, gamma),
+                   "committed_discounted_return": env.discounted_return(committed, gamma)}
         if optimum is not None:
             summary.update(optimal_plan=self._plan_text(optimum[0]), optimal_discounted_return=optimum[1],
-                           greedy_is_optimal=bool(summary["greedy_discounted_return"] >= optimum[1] - 1e-9))
+                           greedy_is_optimal=bool(summary["greedy_discounted_return"] >= optimum[1] - 1e-9),
+                           committed_is_optimal=bool(summary["committed_discounted_return"] >= optimum[1] - 1e-9))
         io.replace_round(run / paths.QLEARNING_ROUNDS, ctx.round, [summary])
 
     def _plan_text(self, plan: tuple[int, ...]) -> str:
@@ -293,6 +311,21 @@ class QLearningPlanner(Planner):
         self.dense_val_accuracy = state["dense_val_accuracy"]
         self.committed = [tuple(t) for t in state["committed"]]
         self.committed_sparsity = state["committed_sparsity"]
+
+
+def best_played(env: PruningEnv, gamma: float, greedy: tuple[int, ...],
+                played: set[tuple[int, ...]]) -> tuple[int, ...]:
+    """The plan of highest discounted return among the greedy plan and the plans the episodes played.
+
+    Within a round the MDP is deterministic, so every played plan's return is known exactly (and cached). The
+    greedy plan of an aliased state space can miss a plan the episodes have already found; committing the best
+    one costs nothing. Ties keep the greedy plan, then the lowest plan in product order."""
+    best, best_return = greedy, env.discounted_return(greedy, gamma)
+    for plan in sorted(played):
+        value = env.discounted_return(plan, gamma)
+        if value > best_return + 1e-12:
+            best, best_return = plan, value
+    return best
 
 
 def _transitions(env: PruningEnv, plan: tuple[int, ...]) -> list[tuple]:
