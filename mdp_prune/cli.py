@@ -163,9 +163,23 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--round", type=int, default=0,
                        help="round whose trained weights the plans prune (default: 0, the dense network)")
     check.add_argument("--plans", type=int, default=20, help="plans from the action set to retrain (default: 20)")
+    check.add_argument("--rewind-shares", type=_shares, default=(),
+                       help="also score the rewind proxy retrained for these shares of a round's steps, comma "
+                            "separated (e.g. 0.05,0.1,0.2; default: none): how long must a retrain be?")
     check.add_argument("--quiet", action="store_true", help="no progress bars")
     add_threads_argument(check, _THREADS_HELP)
     return parser
+
+
+def _shares(text: str) -> tuple[float, ...]:
+    try:
+        shares = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    bad = [s for s in shares if not 0 < s <= 1]
+    if bad:
+        raise argparse.ArgumentTypeError(f"each share must be in (0, 1], got {bad[0]:g}")
+    return shares
 
 
 def _run_dir(path: Path) -> Path:
@@ -227,6 +241,7 @@ def _dispatch(args: argparse.Namespace) -> None:
         from mdp_prune.experiments.proxy_check import proxy_check
 
         run = _run_dir(args.run_dir)
-        summary = proxy_check(run, args.round, args.plans, progress=not args.quiet)
+        summary = proxy_check(run, args.round, args.plans, progress=not args.quiet,
+                              rewind_shares=args.rewind_shares)
         print(summary.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
         print(f"tables in {paths.proxy_check_file(run, args.round).parent}")

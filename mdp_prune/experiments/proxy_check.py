@@ -32,16 +32,26 @@ from mdp_prune.store.lock import folder_lock
 KINDS = ("pruned", *RETRAINING_KINDS, "planner")
 
 
-def proxy_check(run: Path, round_: int, n_plans: int = 20, progress: bool = True) -> pd.DataFrame:
+def proxy_check(run: Path, round_: int, n_plans: int = 20, progress: bool = True,
+                rewind_shares: tuple[float, ...] = ()) -> pd.DataFrame:
     """Retrain `n_plans` plans of round `round_` and write every proxy kind's value beside the truth. Returns the
-    summary (one row per kind: Spearman rho, p-value, steps per plan)."""
+    summary (one row per kind: Spearman rho, p-value, steps per plan). `rewind_shares` adds the `rewind` proxy
+    at other retraining lengths (shares of a round's steps): how long must a retrain be to rank these plans?"""
     with folder_lock(run, "run folder"):  # reads the run's rounds and writes into its folder
-        return _proxy_check(run, round_, n_plans, progress)
+        return _proxy_check(run, round_, n_plans, progress, tuple(rewind_shares))
 
 
-def _proxy_check(run: Path, round_: int, n_plans: int, progress: bool) -> pd.DataFrame:
+def rewind_column(share: float) -> str:
+    return f"rewind@{share:g}"
+
+
+def _proxy_check(run: Path, round_: int, n_plans: int, progress: bool,
+                 rewind_shares: tuple[float, ...]) -> pd.DataFrame:
     if n_plans < 3:
         raise UserError(f"--plans must be at least 3 for a rank correlation, got {n_plans}")
+    bad = [s for s in rewind_shares if not 0 < s <= 1]
+    if bad:
+        raise UserError(f"--rewind-shares must be shares of a round's steps in (0, 1], got {bad[0]:g}")
     config = io.read_config(run)
     last = io.last_round(run)
     if not 0 <= round_ <= last:
@@ -83,11 +93,14 @@ def _proxy_check(run: Path, round_: int, n_plans: int, progress: bool) -> pd.Dat
             "pruned": cheap.accuracy(plan),
             **{kind: retrainer.accuracy(kind, plan_masks, steps) for kind in RETRAINING_KINDS},
             "planner": planner_proxy.accuracy(plan),
+            **{rewind_column(share): retrainer.accuracy("rewind", plan_masks, proxy_iterations(share, config.train))
+               for share in rewind_shares},
             "retrained_val_accuracy": result.val_accuracy, "retrained_test_accuracy": result.test_accuracy,
         }])
-    frame = io.read_csv(out)
+    frame = _fill_rewind_lengths(io.read_csv(out), out, rewind_shares, plans, cheap, retrainer, config.train)
+    extra = {rewind_column(share): proxy_iterations(share, config.train) for share in rewind_shares}
     summary = summarize(frame[frame["plan_index"] < n_plans], steps, q.proxy_candidates,
-                        config.train.train_iterations - config.train.rewind_iteration)
+                        config.train.train_iterations - config.train.rewind_iteration, extra)
     io.write_csv(paths.proxy_check_summary_file(run, round_), summary)
     return summary
 
@@ -99,21 +112,42 @@ REFERENCES = {"weights_remaining": "reference: weights kept",
               "retrained_test_accuracy": "reference: noise ceiling"}
 
 
-def summarize(frame: pd.DataFrame, steps: int, candidates: int, round_steps: int) -> pd.DataFrame:
+def _fill_rewind_lengths(frame: pd.DataFrame, out: Path, rewind_shares: tuple[float, ...], plans: list,
+                        cheap: ProxyEvaluator, retrainer: Retrainer, train_config) -> pd.DataFrame:  # noqa: ANN001
+    """Plans retrained by an earlier check without some of `rewind_shares` get those columns now: each costs a
+    short retrain, never the plan's full one."""
+    missing = [s for s in rewind_shares
+               if rewind_column(s) not in frame.columns or frame[rewind_column(s)].isna().any()]
+    if not missing or frame.empty:
+        return frame
+    for share in missing:
+        column = rewind_column(share)
+        values = frame[column] if column in frame.columns else pd.Series(float("nan"), index=frame.index)
+        for row in frame.index[values.isna()]:
+            plan = plans[int(frame.at[row, "plan_index"])]
+            values.at[row] = retrainer.accuracy("rewind", cheap.plan_masks(plan), proxy_iterations(share, train_config))
+        frame[column] = values
+    io.write_csv(out, frame)
+    return frame
+
+
+def summarize(frame: pd.DataFrame, steps: int, candidates: int, round_steps: int,
+              extra: dict[str, int] | None = None) -> pd.DataFrame:
     """Spearman rho of each proxy kind (and of the references) against the retrained validation accuracy, and
-    its cost."""
-    cost = {"pruned": 0, **dict.fromkeys(RETRAINING_KINDS, steps), "planner": steps * candidates}
-    note = {**dict.fromkeys(("pruned", *RETRAINING_KINDS), "per plan"), "planner": "per round (candidates)",
+    its cost. `extra` names further per-plan proxy columns and their steps per plan."""
+    extra = extra or {}
+    cost = {"pruned": 0, **dict.fromkeys(RETRAINING_KINDS, steps), "planner": steps * candidates, **extra}
+    note = {**dict.fromkeys(("pruned", *RETRAINING_KINDS, *extra), "per plan"), "planner": "per round (candidates)",
             **REFERENCES}
     out = []
-    for kind in (*KINDS, *REFERENCES):
+    for kind in (*KINDS, *extra, *REFERENCES):
         x, y = frame[kind], frame["retrained_val_accuracy"]
         rho, p = spearmanr(x, y) if x.nunique() > 1 and y.nunique() > 1 else (float("nan"), float("nan"))
         steps_ = cost.get(kind, 0)
         out.append({"proxy": kind, "plans": len(frame), "spearman_rho": float(rho), "p_value": float(p),
                     "proxy_steps": steps_, "cost": note[kind],
                     "share_of_round": steps_ / round_steps if round_steps else float("nan"),
-                    "mean_gap_to_truth": float((x - y).mean()) if kind in KINDS else float("nan")})
+                    "mean_gap_to_truth": float((x - y).mean()) if kind not in REFERENCES else float("nan")})
     return pd.DataFrame(out)
 
 
