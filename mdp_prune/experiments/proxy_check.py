@@ -45,6 +45,10 @@ def rewind_column(share: float) -> str:
     return f"rewind@{share:g}"
 
 
+def planner_column(share: float) -> str:
+    return f"planner@{share:g}"
+
+
 def _proxy_check(run: Path, round_: int, n_plans: int, progress: bool,
                  rewind_shares: tuple[float, ...]) -> pd.DataFrame:
     if n_plans < 3:
@@ -76,6 +80,7 @@ def _proxy_check(run: Path, round_: int, n_plans: int, progress: bool,
     done = io.read_csv(out)
     finished = set(done["plan_index"]) if not done.empty else set()
     planner_proxy: RetrainedProxy | None = None
+    lengths = _RewindLengths(cheap, retrainer, config.train, q.proxy_candidates)
     for i, plan in enumerate(plans):
         if i in finished:
             continue
@@ -93,12 +98,15 @@ def _proxy_check(run: Path, round_: int, n_plans: int, progress: bool,
             "pruned": cheap.accuracy(plan),
             **{kind: retrainer.accuracy(kind, plan_masks, steps) for kind in RETRAINING_KINDS},
             "planner": planner_proxy.accuracy(plan),
-            **{rewind_column(share): retrainer.accuracy("rewind", plan_masks, proxy_iterations(share, config.train))
-               for share in rewind_shares},
+            **{column: value for share in rewind_shares for column, value in lengths.values(plan, share).items()},
             "retrained_val_accuracy": result.val_accuracy, "retrained_test_accuracy": result.test_accuracy,
         }])
-    frame = _fill_rewind_lengths(io.read_csv(out), out, rewind_shares, plans, cheap, retrainer, config.train)
-    extra = {rewind_column(share): proxy_iterations(share, config.train) for share in rewind_shares}
+    frame = lengths.fill(io.read_csv(out), out, rewind_shares, plans)
+    extra = {}
+    for share in rewind_shares:
+        extra[rewind_column(share)] = (proxy_iterations(share, config.train), "per plan")
+        extra[planner_column(share)] = (proxy_iterations(share, config.train) * q.proxy_candidates,
+                                        "per round (candidates)")
     summary = summarize(frame[frame["plan_index"] < n_plans], steps, q.proxy_candidates,
                         config.train.train_iterations - config.train.rewind_iteration, extra)
     io.write_csv(paths.proxy_check_summary_file(run, round_), summary)
@@ -112,33 +120,51 @@ REFERENCES = {"weights_remaining": "reference: weights kept",
               "retrained_test_accuracy": "reference: noise ceiling"}
 
 
-def _fill_rewind_lengths(frame: pd.DataFrame, out: Path, rewind_shares: tuple[float, ...], plans: list,
-                        cheap: ProxyEvaluator, retrainer: Retrainer, train_config) -> pd.DataFrame:  # noqa: ANN001
-    """Plans retrained by an earlier check without some of `rewind_shares` get those columns now: each costs a
-    short retrain, never the plan's full one."""
-    missing = [s for s in rewind_shares
-               if rewind_column(s) not in frame.columns or frame[rewind_column(s)].isna().any()]
-    if not missing or frame.empty:
-        return frame
-    for share in missing:
-        column = rewind_column(share)
-        values = frame[column] if column in frame.columns else pd.Series(float("nan"), index=frame.index)
-        for row in frame.index[values.isna()]:
+class _RewindLengths:
+    """The `rewind` proxy at other lengths, per plan and as the planner would use it (its candidates retrained
+    for that length, the rest corrected by the cheap proxy)."""
+
+    def __init__(self, cheap: ProxyEvaluator, retrainer: Retrainer, train_config, candidates: int) -> None:  # noqa: ANN001
+        self.cheap, self.retrainer, self.train_config, self.candidates = cheap, retrainer, train_config, candidates
+        self._planners: dict[float, RetrainedProxy] = {}
+
+    def values(self, plan: tuple[int, ...], share: float) -> dict[str, float]:
+        steps = proxy_iterations(share, self.train_config)
+        if share not in self._planners:
+            self._planners[share] = RetrainedProxy(
+                self.cheap, lambda m: self.retrainer.accuracy("rewind", m, steps), self.candidates)
+        return {rewind_column(share): self.retrainer.accuracy("rewind", self.cheap.plan_masks(plan), steps),
+                planner_column(share): self._planners[share].accuracy(plan)}
+
+    def fill(self, frame: pd.DataFrame, out: Path, shares: tuple[float, ...], plans: list) -> pd.DataFrame:
+        """Plans retrained by an earlier check without some of `shares` get those columns now: short retrains
+        only, never a plan's full one."""
+        columns = [c for s in shares for c in (rewind_column(s), planner_column(s))]
+        if frame.empty or all(c in frame.columns and frame[c].notna().all() for c in columns):
+            return frame
+        frame = frame.copy()
+        for c in columns:
+            if c not in frame.columns:
+                frame[c] = float("nan")
+        for row in frame.index:
             plan = plans[int(frame.at[row, "plan_index"])]
-            values.at[row] = retrainer.accuracy("rewind", cheap.plan_masks(plan), proxy_iterations(share, train_config))
-        frame[column] = values
-    io.write_csv(out, frame)
-    return frame
+            for share in shares:
+                if frame.loc[row, [rewind_column(share), planner_column(share)]].isna().any():
+                    for column, value in self.values(plan, share).items():
+                        frame.at[row, column] = value
+        io.write_csv(out, frame)
+        return frame
 
 
 def summarize(frame: pd.DataFrame, steps: int, candidates: int, round_steps: int,
-              extra: dict[str, int] | None = None) -> pd.DataFrame:
+              extra: dict[str, tuple[int, str]] | None = None) -> pd.DataFrame:
     """Spearman rho of each proxy kind (and of the references) against the retrained validation accuracy, and
-    its cost. `extra` names further per-plan proxy columns and their steps per plan."""
+    its cost. `extra` maps further proxy columns to (training steps, what they are counted per)."""
     extra = extra or {}
-    cost = {"pruned": 0, **dict.fromkeys(RETRAINING_KINDS, steps), "planner": steps * candidates, **extra}
-    note = {**dict.fromkeys(("pruned", *RETRAINING_KINDS, *extra), "per plan"), "planner": "per round (candidates)",
-            **REFERENCES}
+    cost = {"pruned": 0, **dict.fromkeys(RETRAINING_KINDS, steps), "planner": steps * candidates,
+            **{k: v[0] for k, v in extra.items()}}
+    note = {**dict.fromkeys(("pruned", *RETRAINING_KINDS), "per plan"), "planner": "per round (candidates)",
+            **{k: v[1] for k, v in extra.items()}, **REFERENCES}
     out = []
     for kind in (*KINDS, *extra, *REFERENCES):
         x, y = frame[kind], frame["retrained_val_accuracy"]
