@@ -225,7 +225,8 @@ def test_proxy_check_scores_every_kind_and_resumes_without_retraining(tmp_path, 
     longer = check.proxy_check(run, 1, n_plans=4, progress=False, rewind_shares=(0.5, 1.0)).set_index("proxy")
     rows = pd.read_csv(paths.proxy_check_file(run, 1))
     assert rows[["rewind@0.5", "rewind@1", "planner@0.5", "planner@1"]].notna().all().all() and len(rows) == 4
-    assert longer.loc["planner@0.5", "proxy_steps"] == longer.loc["rewind@0.5", "proxy_steps"] * tiny().qlearning.proxy_candidates
+    candidates = tiny().qlearning.proxy_candidates
+    assert longer.loc["planner@0.5", "proxy_steps"] == longer.loc["rewind@0.5", "proxy_steps"] * candidates
     assert longer.loc["rewind@1", "proxy_steps"] == 2 * longer.loc["rewind@0.5", "proxy_steps"] > 0
     # the full-length rewind is the truth itself: the same training, so the same accuracy
     assert rows["rewind@1"].tolist() == rows["retrained_val_accuracy"].tolist()
