@@ -57,9 +57,19 @@ def summarize(run_dirs: Sequence[Path], rounds: Sequence[int] | None = None) -> 
     return markdown.table(pd.DataFrame(rows))
 
 
+def _rounds_where(log: pd.DataFrame, column: str) -> str:
+    """'k/n' rounds where a logged flag holds; '–' when the run did not log it (older runs, or a plan space too
+    large to enumerate)."""
+    if column not in log.columns or log[column].isna().all():
+        return "–"
+    flags = log[column].dropna().astype(str).str.lower() == "true"
+    return f"{int(flags.sum())}/{len(flags)}"
+
+
 def convergence(run_dirs: Sequence[Path]) -> pd.DataFrame:
     """One row per Q-learning run: in how many rounds the greedy plan stayed the same over the last 10 % of
-    episodes, and how max |ΔQ| fell from a round's first episode to its last (medians over rounds)."""
+    episodes, in how many the greedy and the committed plan were the round's exact optimum (where the plan space
+    was enumerated), and how max |ΔQ| fell from a round's first episode to its last (medians over rounds)."""
     rows = []
     for run in run_dirs:
         if not paths.is_run_dir(run):
@@ -70,6 +80,8 @@ def convergence(run_dirs: Sequence[Path]) -> pd.DataFrame:
         config = io.read_config(run)
         rows.append({"run": run.name, "method": method_name(config), "seed": config.train.seed,
                      "rounds with a stable greedy plan": f"{int(log['plan_stable_last_10pct'].sum())}/{len(log)}",
+                     "greedy plan optimal": _rounds_where(log, "greedy_is_optimal"),
+                     "committed plan optimal": _rounds_where(log, "committed_is_optimal"),
                      "max |ΔQ|, first episode (median)": f"{log['first_max_abs_dq'].median():.1e}",
                      "max |ΔQ|, last episode (median)": f"{log['final_max_abs_dq'].median():.1e}",
                      "max |ΔQ|, last episode (worst round)": f"{log['final_max_abs_dq'].max():.1e}",

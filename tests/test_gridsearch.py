@@ -153,7 +153,10 @@ def test_report_numbers_equal_the_runs_tables(tiny_comparison):
         log = pd.read_csv(out / run_dir / paths.QLEARNING_ROUNDS)
         seed = int(frame[frame["run_dir"] == run_dir]["seed"].iloc[0])
         stable = f"{int(log['plan_stable_last_10pct'].sum())}/{len(log)}"
-        assert any(line.startswith("| qlearning (") and f"| {seed} | {stable} |" in line
+        greedy = f"{int(log['greedy_is_optimal'].sum())}/{len(log)}"
+        committed = f"{int(log['committed_is_optimal'].sum())}/{len(log)}"
+        assert log["committed_is_optimal"].sum() >= log["greedy_is_optimal"].sum()
+        assert any(line.startswith("| qlearning (") and f"| {seed} | {stable} | {greedy} | {committed} |" in line
                    for line in section.splitlines())
 
 
