@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--rounds", type=_tuple_of(int), default=None, help="rounds to show (default: all)")
     summary.add_argument("--convergence", action="store_true",
                          help="instead, one row per Q-learning run: rounds with a stable greedy plan, max |ΔQ|")
+    summary.add_argument("--against", metavar="METHOD", default=None,
+                         help="instead, every other method paired by seed with METHOD (e.g. lt) over the rounds "
+                              "they share: mean difference, by seed, rounds more than one sd of METHOD below it")
     return parser
 
 
@@ -66,9 +69,14 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     if args.command == "summarize":
         from gridsearch.markdown import table
-        from gridsearch.summarize import convergence, summarize
+        from gridsearch.summarize import against, collect, convergence, summarize
 
-        print(table(convergence(args.run_dirs)) if args.convergence else summarize(args.run_dirs, args.rounds))
+        if args.convergence and args.against:
+            raise UserError("--convergence and --against are two different tables: give one")
+        if args.against:
+            print(table(against(collect(args.run_dirs), args.against)))
+        else:
+            print(table(convergence(args.run_dirs)) if args.convergence else summarize(args.run_dirs, args.rounds))
         return 0
     from gridsearch.selection import search
 

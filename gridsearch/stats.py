@@ -22,3 +22,44 @@ def paired_difference(frame: pd.DataFrame, a: str, b: str, round_: int, seed: in
     means = rng.choice(diff, size=(4000, len(diff))).mean(axis=1)
     return {"mean": float(diff.mean()), "low": float(ci.confidence_interval.low),
             "high": float(ci.confidence_interval.high), "p_improvement": float(np.mean(means > 0)), "n": len(diff)}
+
+
+# Two methods are compared round by round only where they prune to the same sparsity: a free-mode run's round r
+# is not lt's round r. Budget-mode runs match lt exactly, global/LAMP/ERK (20 % of all weights) within 0.3 %.
+MATCHED_SPARSITY = 0.05
+
+
+def against_reference(frame: pd.DataFrame, reference: str = "lt") -> pd.DataFrame:
+    """Every method against `reference` over the pruned rounds they share, paired by seed.
+
+    One row per method: the mean over rounds of (method − reference) test accuracy (a fraction), the same per
+    seed, and the rounds where the method's mean over seeds is more than one standard deviation of the
+    reference's seeds below the reference's mean (the bar a method must clear to be "no worse in any round").
+    `frame` has the columns method, seed, round, test_accuracy and weights_remaining.
+    """
+    if reference not in set(frame["method"]):
+        raise ValueError(f"no runs of the reference method {reference!r}")
+    pruned = frame[frame["round"] > 0]
+    cols = ["round", "seed", "test_accuracy", "weights_remaining"]
+    ref = pruned.loc[pruned["method"] == reference, cols]
+    rows = []
+    for method, g in pruned[pruned["method"] != reference].groupby("method", sort=False):
+        joined = g[cols].merge(ref, on=["round", "seed"], suffixes=("", "_ref"))
+        row: dict = {"method": method, "rounds": joined["round"].nunique(), "seeds": joined["seed"].nunique()}
+        if joined.empty:
+            rows.append(row)
+            continue
+        gap = (joined["weights_remaining"] / joined["weights_remaining_ref"] - 1).abs().max()
+        row["matched sparsity"] = bool(gap <= MATCHED_SPARSITY)
+        if row["matched sparsity"]:
+            diff = (joined["test_accuracy"] - joined["test_accuracy_ref"]).set_axis(
+                pd.MultiIndex.from_frame(joined[["round", "seed"]]))
+            by_round = diff.groupby("round").mean()
+            ref_sd = ref.groupby("round")["test_accuracy"].std(ddof=1).reindex(by_round.index)
+            below = by_round[by_round < -ref_sd]
+            row.update(mean_difference=float(by_round.mean()),
+                       by_seed=diff.groupby("seed").mean().to_dict(),
+                       rounds_below=[(int(r), float(by_round[r]), float(ref_sd[r])) for r in below.index],
+                       worst_round=int(by_round.idxmin()), worst_difference=float(by_round.min()))
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -3,7 +3,8 @@
 By default, grouped by method with mean ± std over seeds: for each requested round, weights remaining, test
 accuracy and early-stopping iteration of every method, and of the random-reinitialisation / random-pruning
 controls when the runs have them (`controls/<kind>.csv`). With `--convergence`, one row per Q-learning run
-read from its `qlearning_rounds.csv`.
+read from its `qlearning_rounds.csv`. With `--against METHOD`, every other method paired by seed with that one
+over the rounds they share.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pandas as pd
 
 from gridsearch import markdown
 from gridsearch.markdown import mean_std
+from gridsearch.stats import against_reference
 from mdp_prune.config import RunConfig
 from mdp_prune.errors import UserError
 from mdp_prune.store import io, paths
@@ -55,6 +57,25 @@ def summarize(run_dirs: Sequence[Path], rounds: Sequence[int] | None = None) -> 
                          "test accuracy %": mean_std(sub["test_accuracy"]),
                          "early-stop iteration": mean_std(sub["early_stop_iteration"], 1, 0)})
     return markdown.table(pd.DataFrame(rows))
+
+
+def against(frame: pd.DataFrame, reference: str = "lt") -> pd.DataFrame:
+    """`against_reference` as a table to print: differences in percentage points."""
+    if reference not in set(frame["method"]):
+        raise UserError(f"--against {reference}: no run of that method among these folders "
+                        f"(methods: {', '.join(dict.fromkeys(frame['method']))})")
+    rows = []
+    for r in against_reference(frame, reference).to_dict("records"):
+        row = {"method": r["method"], "rounds": r["rounds"], "seeds": r["seeds"]}
+        if not r.get("matched sparsity", False):
+            rows.append({**row, f"mean over rounds of (method − {reference}) pp": "– (other sparsities)"})
+            continue
+        below = ", ".join(f"{rnd} ({d * 100:+.2f}, sd {sd * 100:.2f})" for rnd, d, sd in r["rounds_below"])
+        rows.append({**row, f"mean over rounds of (method − {reference}) pp": f"{r['mean_difference'] * 100:+.2f}",
+                     "by seed pp": ", ".join(f"{d * 100:+.2f}" for _, d in sorted(r["by_seed"].items())),
+                     "worst round pp": f"{r['worst_round']}: {r['worst_difference'] * 100:+.2f}",
+                     f"rounds > 1 sd of {reference} below it (pp, sd)": below or "none"})
+    return pd.DataFrame(rows).fillna("–")
 
 
 def _rounds_where(log: pd.DataFrame, column: str) -> str:

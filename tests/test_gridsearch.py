@@ -147,6 +147,13 @@ def test_report_numbers_equal_the_runs_tables(tiny_comparison):
         checked += 1
     assert checked >= 2
     assert all((out / paths.FIGURES / f"{n}.png").is_file() for n in ("accuracy_vs_remaining", "grid_heatmaps"))
+    # every method against lt: the budget-mode planner's mean paired difference, free mode without numbers
+    section = text[text.index("## Every method against lt"):].split("\n## ")[0]
+    q, lt = (frame[(frame["method"] == m) & (frame["round"] > 0)].set_index(["round", "seed"])["test_accuracy"]
+             for m in ("qlearning", "lt"))
+    line = next(line for line in section.splitlines() if line.startswith("| qlearning |"))
+    assert f"{(q - lt).groupby('round').mean().mean() * 100:+.2f}" in line
+    assert "other sparsities" in next(line for line in section.splitlines() if line.startswith("| qlearning-free |"))
     # the convergence table counts what each Q-learning run logged
     section = text[text.index("## Q-learning convergence"):]
     for run_dir in frame[frame["method"].isin(["qlearning", "qlearning-free"])]["run_dir"].unique():
@@ -173,3 +180,45 @@ def test_the_free_mode_target_is_where_an_lt_run_ends(tmp_path, tiny):
     config = tiny(rounds=3, **{"prune.planner": "qlearning"})
     lt = run_imp(config.replace(**{"prune.planner": "lt"}), tmp_path, progress=False)
     assert lt_target(config) == pytest.approx(pd.read_csv(lt / paths.ROUNDS)["weights_remaining"].iloc[-1], rel=1e-9)
+
+
+def _frame(rows):
+    return pd.DataFrame(rows, columns=["method", "seed", "round", "test_accuracy", "weights_remaining"])
+
+
+def test_against_reference_pairs_by_seed_and_names_the_rounds_below_one_sd():
+    from gridsearch.stats import against_reference
+
+    rows = []
+    for seed, (lt1, lt2) in enumerate([(0.90, 0.80), (0.92, 0.81), (0.94, 0.82)]):
+        rows += [("lt", seed, 0, 0.95, 1.0), ("lt", seed, 1, lt1, 0.8), ("lt", seed, 2, lt2, 0.64)]
+        # "a" is 0.01 above lt at round 1 on every seed and 0.02 below at round 2 (lt's sd there: 0.01)
+        rows += [("a", seed, 1, lt1 + 0.01, 0.8), ("a", seed, 2, lt2 - 0.02, 0.64)]
+        rows += [("free", seed, 1, lt1, 0.5), ("free", seed, 2, lt2, 0.25)]
+    table = against_reference(_frame(rows), "lt").set_index("method")
+    assert table.loc["a", "rounds"] == 2 and table.loc["a", "seeds"] == 3
+    assert table.loc["a", "mean_difference"] == pytest.approx(-0.005)
+    assert table.loc["a", "by_seed"] == pytest.approx({0: -0.005, 1: -0.005, 2: -0.005})
+    [(r, d, sd)] = table.loc["a", "rounds_below"]
+    assert (r, d, sd) == (2, pytest.approx(-0.02), pytest.approx(0.01))
+    assert table.loc["a", "worst_round"] == 2
+    assert not table.loc["free", "matched sparsity"]  # free mode's round r is not lt's round r
+    with pytest.raises(ValueError, match="reference"):
+        against_reference(_frame(rows), "lamp")
+
+
+def test_summarize_against_prints_every_method_paired_with_lt(tmp_path, tiny, capsys):
+    from gridsearch.cli import main
+    from mdp_prune.experiments.imp import run_imp
+
+    runs = [run_imp(tiny(rounds=2, **{"prune.planner": p, "train.seed": s}), tmp_path, progress=False)
+            for p in ("lt", "global") for s in (0, 1)]
+    assert main(["summarize", *map(str, runs), "--against", "lt"]) == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith("| global |"))
+    lt = [pd.read_csv(r / paths.ROUNDS).set_index("round")["test_accuracy"] for r in runs[:2]]
+    gl = [pd.read_csv(r / paths.ROUNDS).set_index("round")["test_accuracy"] for r in runs[2:]]
+    mean = np.mean([(g - t).loc[[1, 2]].mean() for g, t in zip(gl, lt, strict=True)]) * 100
+    assert f"| 2 | 2 | {mean:+.2f} |" in line
+    assert main(["summarize", *map(str, runs[2:]), "--against", "lt"]) == 2
+    assert "no run of that method" in capsys.readouterr().err
