@@ -24,9 +24,11 @@ def paired_difference(frame: pd.DataFrame, a: str, b: str, round_: int, seed: in
             "high": float(ci.confidence_interval.high), "p_improvement": float(np.mean(means > 0)), "n": len(diff)}
 
 
-# Two methods are compared round by round only where they prune to the same sparsity: a free-mode run's round r
-# is not lt's round r. Budget-mode runs match lt exactly, global/LAMP/ERK (20 % of all weights) within 0.3 %.
-MATCHED_SPARSITY = 0.05
+# Two methods are compared round by round only where they prune to about the same sparsity: a free-mode run's
+# round r is not lt's round r (50 % against 80 % remaining after one round). Budget-mode runs match lt exactly;
+# global/LAMP/ERK prune 20 % of all weights, so their weights remaining drift from lt's ladder by up to 2 % (relative)
+# on LeNet-300-100 and 9 % on the digits-sized LeNet after 15 rounds.
+MATCHED_SPARSITY = 0.15
 
 
 def against_reference(frame: pd.DataFrame, reference: str = "lt") -> pd.DataFrame:
@@ -43,13 +45,18 @@ def against_reference(frame: pd.DataFrame, reference: str = "lt") -> pd.DataFram
     cols = ["round", "seed", "test_accuracy", "weights_remaining"]
     ref = pruned.loc[pruned["method"] == reference, cols]
     rows = []
-    for method, g in pruned[pruned["method"] != reference].groupby("method", sort=False):
+    for method, g in pruned.groupby("method", sort=False):
+        if g.duplicated(["round", "seed"]).any():
+            raise ValueError(f"{method} has more than one run for a seed: pair one configuration per method")
+        if method == reference:
+            continue
         joined = g[cols].merge(ref, on=["round", "seed"], suffixes=("", "_ref"))
         row: dict = {"method": method, "rounds": joined["round"].nunique(), "seeds": joined["seed"].nunique()}
         if joined.empty:
             rows.append(row)
             continue
         gap = (joined["weights_remaining"] / joined["weights_remaining_ref"] - 1).abs().max()
+        row["sparsity_gap"] = float(gap)
         row["matched sparsity"] = bool(gap <= MATCHED_SPARSITY)
         if row["matched sparsity"]:
             diff = (joined["test_accuracy"] - joined["test_accuracy_ref"]).set_axis(

@@ -64,16 +64,22 @@ def against(frame: pd.DataFrame, reference: str = "lt") -> pd.DataFrame:
     if reference not in set(frame["method"]):
         raise UserError(f"--against {reference}: no run of that method among these folders "
                         f"(methods: {', '.join(dict.fromkeys(frame['method']))})")
+    try:
+        paired = against_reference(frame, reference)
+    except ValueError as e:
+        raise UserError(f"--against {reference}: {e}") from None
     rows = []
-    for r in against_reference(frame, reference).to_dict("records"):
-        row = {"method": r["method"], "rounds": r["rounds"], "seeds": r["seeds"]}
+    for r in paired.to_dict("records"):
+        row = {"method": r["method"], "rounds": r["rounds"], "seeds": r["seeds"],
+               f"largest gap in weights remaining vs {reference} %": f"{r['sparsity_gap'] * 100:.1f}"
+               if r.get("sparsity_gap") == r.get("sparsity_gap") else "–"}  # NaN: no shared round
         if not r.get("matched sparsity", False):
             rows.append({**row, f"mean over rounds of (method − {reference}) pp": "– (other sparsities)"})
             continue
         below = ", ".join(f"{rnd} ({d * 100:+.2f}, sd {sd * 100:.2f})" for rnd, d, sd in r["rounds_below"])
         rows.append({**row, f"mean over rounds of (method − {reference}) pp": f"{r['mean_difference'] * 100:+.2f}",
                      "by seed pp": ", ".join(f"{d * 100:+.2f}" for _, d in sorted(r["by_seed"].items())),
-                     "worst round pp": f"{r['worst_round']}: {r['worst_difference'] * 100:+.2f}",
+                     "worst round pp": f"{int(r['worst_round'])}: {r['worst_difference'] * 100:+.2f}",
                      f"rounds > 1 sd of {reference} below it (pp, sd)": below or "none"})
     return pd.DataFrame(rows).fillna("–")
 

@@ -195,6 +195,7 @@ def test_against_reference_pairs_by_seed_and_names_the_rounds_below_one_sd():
         # "a" is 0.01 above lt at round 1 on every seed and 0.02 below at round 2 (lt's sd there: 0.01)
         rows += [("a", seed, 1, lt1 + 0.01, 0.8), ("a", seed, 2, lt2 - 0.02, 0.64)]
         rows += [("free", seed, 1, lt1, 0.5), ("free", seed, 2, lt2, 0.25)]
+        rows += [("global", seed, 1, lt1, 0.8), ("global", seed, 2, lt2, 0.6)]  # 6 % off lt's ladder: matched
     table = against_reference(_frame(rows), "lt").set_index("method")
     assert table.loc["a", "rounds"] == 2 and table.loc["a", "seeds"] == 3
     assert table.loc["a", "mean_difference"] == pytest.approx(-0.005)
@@ -203,8 +204,12 @@ def test_against_reference_pairs_by_seed_and_names_the_rounds_below_one_sd():
     assert (r, d, sd) == (2, pytest.approx(-0.02), pytest.approx(0.01))
     assert table.loc["a", "worst_round"] == 2
     assert not table.loc["free", "matched sparsity"]  # free mode's round r is not lt's round r
+    assert table.loc["free", "sparsity_gap"] == pytest.approx(1 - 0.25 / 0.64)
+    assert table.loc["global", "matched sparsity"] and table.loc["global", "mean_difference"] == pytest.approx(0)
     with pytest.raises(ValueError, match="reference"):
         against_reference(_frame(rows), "lamp")
+    with pytest.raises(ValueError, match="more than one run for a seed"):  # two configurations of one method
+        against_reference(_frame(rows + [("a", 0, 1, 0.5, 0.8)]), "lt")
 
 
 def test_summarize_against_prints_every_method_paired_with_lt(tmp_path, tiny, capsys):
@@ -219,6 +224,10 @@ def test_summarize_against_prints_every_method_paired_with_lt(tmp_path, tiny, ca
     lt = [pd.read_csv(r / paths.ROUNDS).set_index("round")["test_accuracy"] for r in runs[:2]]
     gl = [pd.read_csv(r / paths.ROUNDS).set_index("round")["test_accuracy"] for r in runs[2:]]
     mean = np.mean([(g - t).loc[[1, 2]].mean() for g, t in zip(gl, lt, strict=True)]) * 100
-    assert f"| 2 | 2 | {mean:+.2f} |" in line
+    assert line.startswith("| global | 2 | 2 | ") and f" | {mean:+.2f} | " in line
     assert main(["summarize", *map(str, runs[2:]), "--against", "lt"]) == 2
     assert "no run of that method" in capsys.readouterr().err
+    again = run_imp(tiny(rounds=2, **{"prune.planner": "global", "train.seed": 0, "prune.prune_global": 0.3}),
+                    tmp_path, progress=False)
+    assert main(["summarize", *map(str, runs), str(again), "--against", "lt"]) == 2
+    assert "global has more than one run for a seed" in capsys.readouterr().err
