@@ -40,7 +40,8 @@ def against_reference(frame: pd.DataFrame, reference: str = "lt") -> pd.DataFram
     `frame` has the columns method, seed, round, test_accuracy and weights_remaining.
     """
     if reference not in set(frame["method"]):
-        raise ValueError(f"no runs of the reference method {reference!r}")
+        raise ValueError(f"no run of that method (the reference {reference!r}) among these; methods: "
+                         f"{', '.join(dict.fromkeys(frame['method']))}")
     pruned = frame[frame["round"] > 0]
     cols = ["round", "seed", "test_accuracy", "weights_remaining"]
     ref = pruned.loc[pruned["method"] == reference, cols]
@@ -59,13 +60,12 @@ def against_reference(frame: pd.DataFrame, reference: str = "lt") -> pd.DataFram
         row["sparsity_gap"] = float(gap)
         row["matched sparsity"] = bool(gap <= MATCHED_SPARSITY)
         if row["matched sparsity"]:
-            diff = (joined["test_accuracy"] - joined["test_accuracy_ref"]).set_axis(
-                pd.MultiIndex.from_frame(joined[["round", "seed"]]))
-            by_round = diff.groupby("round").mean()
+            joined["diff"] = joined["test_accuracy"] - joined["test_accuracy_ref"]
+            by_round = joined.groupby("round")["diff"].mean()
             ref_sd = ref.groupby("round")["test_accuracy"].std(ddof=1).reindex(by_round.index)
             below = by_round[by_round < -ref_sd]
             row.update(mean_difference=float(by_round.mean()),
-                       by_seed=diff.groupby("seed").mean().to_dict(),
+                       by_seed=joined.groupby("seed")["diff"].mean().to_dict(),
                        rounds_below=[(int(r), float(by_round[r]), float(ref_sd[r])) for r in below.index],
                        worst_round=int(by_round.idxmin()), worst_difference=float(by_round.min()))
         rows.append(row)
