@@ -96,6 +96,36 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, tiny):
     assert (full / paths.CURVES).read_bytes() == (partial / paths.CURVES).read_bytes()
 
 
+def test_each_command_records_its_numerical_environment_and_a_changed_one_is_said(tmp_path, tiny, capsys):
+    from mdp_prune.engine import numerics
+
+    def kill_in_round_3(round_, model, masks):
+        if round_ == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_imp(tiny(rounds=4), tmp_path, progress=False, on_round_start=kill_in_round_3)
+    run = paths.run_dir(tmp_path, tiny(rounds=4))
+    dense = pd.read_csv(paths.dense_dir(tmp_path, tiny().train) / paths.ENVIRONMENT)
+    first = pd.read_csv(run / paths.ENVIRONMENT)
+    assert first["first_round"].tolist() == [0] and dense["first_round"].tolist() == [0]
+    here = numerics.environment(torch.device("cpu"))
+    assert first.iloc[0][list(numerics.NUMERIC_FIELDS)].astype(str).tolist() == [str(here[f]) for f in
+                                                                                  numerics.NUMERIC_FIELDS]
+    assert "numerical environment" not in capsys.readouterr().err  # same process, same environment
+
+    # As if the first command had run on a machine whose CPU kernels differ: the resumption says so, and resumes.
+    io.write_csv(run / paths.ENVIRONMENT, first.assign(cpu_capability="OTHER"))
+    run_imp(tiny(rounds=4), tmp_path, progress=False)
+    err = capsys.readouterr().err
+    assert f"resumes at round 3 in another numerical environment (cpu_capability: OTHER -> {here['cpu_capability']})" \
+        in err
+    assert pd.read_csv(run / paths.ENVIRONMENT)["first_round"].tolist() == [0, 3]
+    assert len(pd.read_csv(run / paths.ROUNDS)) == 5
+    run_imp(tiny(rounds=4), tmp_path, progress=False)  # nothing left to train: nothing recorded
+    assert len(pd.read_csv(run / paths.ENVIRONMENT)) == 2
+
+
 def test_a_truncated_run_redoes_its_rounds_exactly(tmp_path, tiny, capsys):
     import shutil
 

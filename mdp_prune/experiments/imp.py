@@ -10,8 +10,10 @@ appended to rounds.csv, which is the commit point; a rerun continues after the l
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from mdp_prune.config import RunConfig
-from mdp_prune.engine import data, pruning
+from mdp_prune.engine import data, numerics, pruning
 from mdp_prune.engine.models import MODELS, build_model, layer_kinds, prunable_weights
 from mdp_prune.engine.training import TrainingDiverged, TrainResult, batch_order, resolve_device, train
 from mdp_prune.errors import UserError, lookup
@@ -90,6 +92,7 @@ def _train_dense(setup: Setup, path: Path, progress: bool) -> dict[str, Any]:
                          on_snapshot=lambda m: snapshot.update(rewind=_state(m)))
     dense = {"init": init, "rewind": snapshot["rewind"], "trained": _state(model), "result": result.to_dict()}
     io.save_torch(path, dense)
+    io.write_csv(path.parent / paths.ENVIRONMENT, [_environment_row(0, setup.device)])
     return dense
 
 
@@ -142,6 +145,8 @@ def _run_locked(config: RunConfig, out: Path, setup: Setup, run: Path, progress:
 
     dense = dense_round(setup, out, progress)
     _start_run(run, config, dense, planner, first_round=done)
+    if done <= config.rounds:
+        _record_environment(run, paths.dense_dir(out, config.train), done, setup.device)
     loop = _Loop(setup, run, model, weights, planner, dense, on_round_start, progress)
     if done:
         loop.iterations, loop.seconds = int(rows["train_iterations"].iloc[-1]), float(rows["seconds"].iloc[-1])
@@ -203,6 +208,25 @@ def _start_run(run: Path, config: RunConfig, dense: dict[str, Any], planner: Pla
         io.save_torch(run / paths.REWIND, dense["rewind"])
     if first_round == 0:
         io.save_torch(paths.planner_state_file(run, 0), planner.state_dict())
+
+
+def _environment_row(first_round: int, device: torch.device) -> dict[str, Any]:
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return {"first_round": first_round, "started": started, **numerics.environment(device)}
+
+
+def _record_environment(run: Path, dense: Path, first_round: int, device: torch.device) -> None:
+    """Append this command's numerical environment to the run's record. Rounds computed in another environment
+    than the ones before them (the shared dense round's, for a new run) need not equal bitwise what one
+    uninterrupted run would give: say so, once, on stderr."""
+    row = _environment_row(first_round, device)
+    before = io.read_csv(run / paths.ENVIRONMENT if first_round else dense / paths.ENVIRONMENT)
+    changed = numerics.differences(before.iloc[-1].to_dict(), row) if not before.empty else []
+    if changed:
+        what = f"resumes at round {first_round}" if first_round else "starts from a dense round trained"
+        print(f"note: {run.name} {what} in another numerical environment ({'; '.join(changed)}); its rounds may "
+              "differ bitwise from a run made in one", file=sys.stderr)
+    io.append_csv(run / paths.ENVIRONMENT, [row])
 
 
 class _Loop:

@@ -4,8 +4,10 @@ A results store (`python -m mdp_prune run --out OUT`):
 
     OUT/
       dense/dense_<train hash>/dense.pt      round 0 and the rewind point, shared by all planners
+                              environment.csv  the numerical environment that trained it
       <planner>_<run hash>/                  one run; the hash covers the configuration's non-default fields
         config.json  rounds.csv  curves.csv  plans.csv  summary.json  rewind.pt  ticket.pt
+        environment.csv                      the numerical environment of each command that trained rounds
         masks/round_<r>.pt                   the mask round r trains with
         planner/state_<r>.pt                 the planner's state before round r (for exact resumption)
         qlearning.csv  qlearning_rounds.csv  qtable/round_<r>.npz
@@ -42,6 +44,7 @@ QLEARNING_LOG = "qlearning.csv"
 QLEARNING_ROUNDS = "qlearning_rounds.csv"
 DENSE = "dense.pt"
 ERROR = "error.txt"
+ENVIRONMENT = "environment.csv"
 # Held while a process works in a run or dense folder, deleted when it is done (`store.lock`); not a result.
 LOCK = ".lock"
 # The controls of a run's tickets, each in its own table (`control_file`).
