@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     if args.command == "summarize":
         from gridsearch.markdown import table
-        from gridsearch.summarize import against, collect, convergence, summarize
+        from gridsearch.summarize import against, collect, convergence, environments_note, summarize
 
         if args.convergence and args.against:
             raise UserError("--convergence and --against are two different tables: give one")
@@ -77,6 +78,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(table(against(collect(args.run_dirs), args.against)))
         else:
             print(table(convergence(args.run_dirs)) if args.convergence else summarize(args.run_dirs, args.rounds))
+        note = environments_note(args.run_dirs)
+        if note:
+            print(note, file=sys.stderr)
         return 0
     from gridsearch.selection import search
 

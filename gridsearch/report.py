@@ -18,7 +18,7 @@ from gridsearch.figures import write_figures
 from gridsearch.grid import Grid
 from gridsearch.markdown import mean_std, seed_cell
 from gridsearch.stats import paired_difference
-from gridsearch.summarize import against, convergence
+from gridsearch.summarize import against, convergence, environments_note
 from mdp_prune.config import RunConfig
 from mdp_prune.engine import data
 from mdp_prune.engine.models import build_model, multiply_adds
@@ -32,7 +32,7 @@ def write_report(out: Path, frame: pd.DataFrame, table: pd.DataFrame, best: dict
     methods = list(dict.fromkeys(frame["method"]))
     seeds = sorted(frame["seed"].unique())
     sections = [
-        _header(config, seeds),
+        _header(out, frame, config, seeds),
         _grid_section(table, best, grid, config),
         _accuracy_section(frame, methods, len(seeds)),
         _target_section(frame, methods, len(seeds), target, config),
@@ -47,11 +47,13 @@ def write_report(out: Path, frame: pd.DataFrame, table: pd.DataFrame, best: dict
     return report
 
 
-def _header(config: RunConfig, seeds: list[int]) -> Lines:
+def _header(out: Path, frame: pd.DataFrame, config: RunConfig, seeds: list[int]) -> Lines:
     t = config.train
-    return [f"# Comparison: {t.dataset}, {t.model}, {config.rounds} rounds, seeds {', '.join(map(str, seeds))}", "",
-            f"Training: {t.train_iterations} iterations per round, batch {t.batch_size}, {t.optimizer} lr {t.lr}, "
-            f"rewind to iteration {t.rewind_iteration}. Every method shares the training code, data and seeds.", ""]
+    lines = [f"# Comparison: {t.dataset}, {t.model}, {config.rounds} rounds, seeds {', '.join(map(str, seeds))}", "",
+             f"Training: {t.train_iterations} iterations per round, batch {t.batch_size}, {t.optimizer} lr {t.lr}, "
+             f"rewind to iteration {t.rewind_iteration}. Every method shares the training code, data and seeds.", ""]
+    note = environments_note([out / r for r in frame["run_dir"].unique()])
+    return lines + ([note.replace("note: these runs", "**Note**: the runs"), ""] if note else [])
 
 
 def _grid_section(table: pd.DataFrame, best: dict[str, Any], grid: Grid, config: RunConfig) -> Lines:

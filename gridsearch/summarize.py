@@ -18,6 +18,7 @@ from gridsearch import markdown
 from gridsearch.markdown import mean_std
 from gridsearch.stats import against_reference
 from mdp_prune.config import RunConfig
+from mdp_prune.engine.numerics import NUMERIC_FIELDS
 from mdp_prune.errors import UserError
 from mdp_prune.store import io, paths
 
@@ -79,6 +80,24 @@ def against(frame: pd.DataFrame, reference: str = "lt") -> pd.DataFrame:
                      "worst round pp": f"{int(r['worst_round'])}: {r['worst_difference'] * 100:+.2f}",
                      f"rounds > 1 sd of {reference} below it (pp, sd)": below or "none"})
     return pd.DataFrame(rows).fillna("–")
+
+
+def environments_note(run_dirs: Sequence[Path]) -> str | None:
+    """A line when the runs were computed in more than one numerical environment (their `environment.csv`):
+    the same configuration gives other figures there, so a difference between such runs mixes that in."""
+    seen: dict[tuple[str, ...], int] = {}
+    for run in run_dirs:
+        rows = io.read_csv(run / paths.ENVIRONMENT)
+        if rows.empty or not set(NUMERIC_FIELDS) <= set(rows.columns):
+            continue  # made before runs recorded their environment
+        for env in rows[list(NUMERIC_FIELDS)].astype(str).itertuples(index=False):
+            seen[tuple(env)] = seen.get(tuple(env), 0) + 1
+    if len(seen) < 2:
+        return None
+    described = "; ".join(", ".join(f"{f} {v}" for f, v in zip(NUMERIC_FIELDS, env, strict=True))
+                          + f" ({n} commands)" for env, n in seen.items())
+    return (f"note: these runs were computed in {len(seen)} numerical environments ({described}): the same "
+            "configuration gives other figures in each, so differences between them include that")
 
 
 def _rounds_where(log: pd.DataFrame, column: str) -> str:

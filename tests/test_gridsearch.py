@@ -231,3 +231,19 @@ def test_summarize_against_prints_every_method_paired_with_lt(tmp_path, tiny, ca
                     tmp_path, progress=False)
     assert main(["summarize", *map(str, runs), str(again), "--against", "lt"]) == 2
     assert "global has more than one run for a seed" in capsys.readouterr().err
+
+
+def test_summarize_says_when_its_runs_come_from_several_numerical_environments(tmp_path, tiny, capsys):
+    from gridsearch.cli import main
+    from mdp_prune.experiments.imp import run_imp
+
+    runs = [run_imp(tiny(rounds=1, **{"train.seed": s}), tmp_path, progress=False) for s in (0, 1)]
+    assert main(["summarize", *map(str, runs)]) == 0
+    assert "numerical environments" not in capsys.readouterr().err
+    env = pd.read_csv(runs[1] / paths.ENVIRONMENT)
+    env.assign(threads=env["threads"] + 7).to_csv(runs[1] / paths.ENVIRONMENT, index=False)
+    assert main(["summarize", *map(str, runs)]) == 0
+    captured = capsys.readouterr()
+    assert "| lt |" in captured.out and "numerical environments" not in captured.out
+    assert "note: these runs were computed in 2 numerical environments" in captured.err
+    assert f"threads {env['threads'].iloc[0] + 7}" in captured.err
