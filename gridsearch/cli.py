@@ -80,7 +80,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(table(convergence(args.run_dirs)) if args.convergence else summarize(args.run_dirs, args.rounds))
         note = environments_note(args.run_dirs)
         if note:
-            print(note, file=sys.stderr)
+            print(f"note: {note}", file=sys.stderr)
         return 0
     from gridsearch.selection import search
 

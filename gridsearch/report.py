@@ -53,7 +53,7 @@ def _header(out: Path, frame: pd.DataFrame, config: RunConfig, seeds: list[int])
              f"Training: {t.train_iterations} iterations per round, batch {t.batch_size}, {t.optimizer} lr {t.lr}, "
              f"rewind to iteration {t.rewind_iteration}. Every method shares the training code, data and seeds.", ""]
     note = environments_note([out / r for r in frame["run_dir"].unique()])
-    return lines + ([note.replace("note: these runs", "**Note**: the runs"), ""] if note else [])
+    return lines + ([f"**Note**: {note}", ""] if note else [])
 
 
 def _grid_section(table: pd.DataFrame, best: dict[str, Any], grid: Grid, config: RunConfig) -> Lines:

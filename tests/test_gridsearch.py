@@ -245,5 +245,5 @@ def test_summarize_says_when_its_runs_come_from_several_numerical_environments(t
     assert main(["summarize", *map(str, runs)]) == 0
     captured = capsys.readouterr()
     assert "| lt |" in captured.out and "numerical environments" not in captured.out
-    assert "note: these runs were computed in 2 numerical environments" in captured.err
+    assert "note: the runs were computed in 2 numerical environments" in captured.err
     assert f"threads {env['threads'].iloc[0] + 7}" in captured.err
