@@ -95,7 +95,7 @@ def environments_note(run_dirs: Sequence[Path]) -> str | None:
     if len(seen) < 2:
         return None
     described = "; ".join(", ".join(f"{f} {v}" for f, v in zip(NUMERIC_FIELDS, env, strict=True))
-                          + f" ({n} commands)" for env, n in seen.items())
+                          + f" ({n} command{'s' if n > 1 else ''})" for env, n in seen.items())
     return (f"the runs were computed in {len(seen)} numerical environments ({described}): the same "
             "configuration gives other figures in each, so differences between them include that")
 
