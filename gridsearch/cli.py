@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="instead, one row per Q-learning run: rounds with a stable greedy plan, max |ΔQ|")
     summary.add_argument("--against", metavar="METHOD", default=None,
                          help="instead, every other method paired by seed with METHOD (e.g. lt) over the rounds "
-                              "they share: mean difference, by seed, rounds more than one sd of METHOD below it")
+                              "they share: mean difference, by seed, rounds more than one sd of METHOD below it "
+                              "and how many METHOD itself would show by chance")
     return parser
 
 

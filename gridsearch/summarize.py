@@ -78,7 +78,9 @@ def against(frame: pd.DataFrame, reference: str = "lt") -> pd.DataFrame:
         rows.append({**row, f"mean over rounds of (method − {reference}) pp": f"{r['mean_difference'] * 100:+.2f}",
                      "by seed pp": ", ".join(f"{d * 100:+.2f}" for _, d in sorted(r["by_seed"].items())),
                      "worst round pp": f"{int(r['worst_round'])}: {r['worst_difference'] * 100:+.2f}",
-                     f"rounds > 1 sd of {reference} below it (pp, sd)": below or "none"})
+                     f"rounds > 1 sd of {reference} below it (pp, sd)": below or "none",
+                     f"such rounds expected of {reference} itself": f"{r['rounds_below_by_chance']:.1f} "
+                     f"(none: {r['p_none_below_by_chance']:.0%})"})
     return pd.DataFrame(rows).fillna("–")
 
 

@@ -186,8 +186,21 @@ def _frame(rows):
     return pd.DataFrame(rows, columns=["method", "seed", "round", "test_accuracy", "weights_remaining"])
 
 
+def test_chance_below_one_sd_is_what_a_method_drawn_like_the_reference_shows():
+    from gridsearch.stats import chance_below_one_sd
+
+    rng = np.random.default_rng(0)
+    for method_seeds, reference_seeds in [(3, 3), (5, 3), (3, 10)]:
+        method = rng.normal(size=(200_000, method_seeds)).mean(axis=1)
+        reference = rng.normal(size=(200_000, reference_seeds))
+        simulated = np.mean(method - reference.mean(axis=1) < -reference.std(axis=1, ddof=1))
+        assert chance_below_one_sd(method_seeds, reference_seeds) == pytest.approx(simulated, abs=0.003)
+    assert chance_below_one_sd(3, 3) == pytest.approx(0.173, abs=0.001)
+    assert np.isnan(chance_below_one_sd(3, 1))  # one reference seed has no sd
+
+
 def test_against_reference_pairs_by_seed_and_names_the_rounds_below_one_sd():
-    from gridsearch.stats import against_reference
+    from gridsearch.stats import against_reference, chance_below_one_sd
 
     rows = []
     for seed, (lt1, lt2) in enumerate([(0.90, 0.80), (0.92, 0.81), (0.94, 0.82)]):
@@ -203,6 +216,9 @@ def test_against_reference_pairs_by_seed_and_names_the_rounds_below_one_sd():
     [(r, d, sd)] = table.loc["a", "rounds_below"]
     assert (r, d, sd) == (2, pytest.approx(-0.02), pytest.approx(0.01))
     assert table.loc["a", "worst_round"] == 2
+    # two rounds, 3 seeds on each side: 17 % each by chance alone
+    assert table.loc["a", "rounds_below_by_chance"] == pytest.approx(2 * chance_below_one_sd(3, 3))
+    assert table.loc["a", "p_none_below_by_chance"] == pytest.approx((1 - chance_below_one_sd(3, 3)) ** 2)
     assert not table.loc["free", "matched sparsity"]  # free mode's round r is not lt's round r
     assert table.loc["free", "sparsity_gap"] == pytest.approx(1 - 0.25 / 0.64)
     assert table.loc["global", "matched sparsity"] and table.loc["global", "mean_difference"] == pytest.approx(0)
