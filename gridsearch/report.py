@@ -177,7 +177,7 @@ def _against_section(frame: pd.DataFrame) -> Lines:
             "accuracy, the same per seed, the worst round, and the rounds where the method's mean is more than "
             "one standard deviation of lt's seeds below lt's mean, beside the number of such rounds lt itself "
             "would show against a second draw of its seeds (and the chance of none). Read it for every method "
-            "alike: with 3 seeds a method no different from lt falls that far below it in 17 % of rounds.", "",
+            "alike: with a few seeds, a method no different from lt falls that far below it in some rounds.", "",
             markdown.table(against(frame, "lt")), ""]
 
 

@@ -6,7 +6,8 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy.stats import bootstrap, t
+from scipy.stats import bootstrap
+from scipy.stats import t as student_t
 
 
 def paired_difference(frame: pd.DataFrame, a: str, b: str, round_: int, seed: int = 0) -> dict[str, float]:
@@ -39,7 +40,7 @@ def chance_below_one_sd(method_seeds: int, reference_seeds: int) -> float:
     each it is 17 %, so a 15-round comparison is expected to show 2.6 such rounds by chance alone."""
     if reference_seeds < 2 or method_seeds < 1:
         return math.nan
-    return float(t.cdf(-1 / math.sqrt(1 / method_seeds + 1 / reference_seeds), df=reference_seeds - 1))
+    return float(student_t.cdf(-1 / math.sqrt(1 / method_seeds + 1 / reference_seeds), df=reference_seeds - 1))
 
 
 def against_reference(frame: pd.DataFrame, reference: str = "lt") -> pd.DataFrame:
