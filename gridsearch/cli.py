@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--against", metavar="METHOD", default=None,
                          help="instead, every other method paired by seed with METHOD (e.g. lt) over the rounds "
                               "they share: mean difference, by seed, rounds more than one sd of METHOD below it "
-                              "and how many METHOD itself would show by chance")
+                              "and how many METHOD itself would show by chance; runs of one method and seed "
+                              "in different folders are named 'METHOD @ FOLDER'")
     return parser
 
 

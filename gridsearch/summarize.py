@@ -4,11 +4,13 @@ By default, grouped by method with mean ± std over seeds: for each requested ro
 accuracy and early-stopping iteration of every method, and of the random-reinitialisation / random-pruning
 controls when the runs have them (`controls/<kind>.csv`). With `--convergence`, one row per Q-learning run
 read from its `qlearning_rounds.csv`. With `--against METHOD`, every other method paired by seed with that one
-over the rounds they share.
+over the rounds they share. Runs of one method and seed in different folders (two batches of lt, say) are
+two methods here, named `lt @ FOLDER`; pass that name to `--against` to pair with one of them.
 """
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,18 +32,33 @@ def method_name(config: RunConfig) -> str:
 
 
 def collect(run_dirs: Sequence[Path]) -> pd.DataFrame:
-    parts = []
+    """Every run's rounds (and controls), one row per round, with the columns method and seed added."""
+    runs = []
     for run in run_dirs:
         if not paths.is_run_dir(run):
             raise UserError(f"{run} is not a run folder")
         config = io.read_config(run)
-        seed, method = config.train.seed, method_name(config)
+        runs.append((run, config.train.seed, method_name(config)))
+    parts = []
+    for (run, seed, _), method in zip(runs, _labels(runs), strict=True):
         parts.append(io.read_rounds(run).assign(method=method, seed=seed))
         for kind in paths.CONTROL_KINDS:
             control = io.read_csv(paths.control_file(run, kind))
             if not control.empty:
                 parts.append(control.assign(method=f"{method} {kind}", seed=seed))
     return pd.concat(parts, ignore_index=True)
+
+
+def _labels(runs: Sequence[tuple[Path, int, str]]) -> list[str]:
+    """Each run's method, qualified by its folder (`lt @ results/fashion_avx2`) when the runs hold that method
+    twice for one seed in different folders: two batches of one method (another machine, other CPU kernels) are
+    two rows to compare, not one row with twice the seeds."""
+    per_seed = Counter((method, seed) for _, seed, method in runs)
+    folders: dict[str, set[Path]] = defaultdict(set)
+    for run, _, method in runs:
+        folders[method].add(run.parent)
+    twice = {method for (method, _), n in per_seed.items() if n > 1 and len(folders[method]) > 1}
+    return [f"{method} @ {run.parent}" if method in twice else method for run, _, method in runs]
 
 
 def summarize(run_dirs: Sequence[Path], rounds: Sequence[int] | None = None) -> str:
@@ -53,11 +70,14 @@ def summarize(run_dirs: Sequence[Path], rounds: Sequence[int] | None = None) -> 
             sub = g[g["round"] == r]
             if sub.empty:
                 continue
-            rows.append({"method": method, "round": r, "seeds": len(sub),
+            rows.append({"method": method, "round": r, "seeds": sub["seed"].nunique(), "runs": len(sub),
                          "weights remaining %": f"{sub['weights_remaining'].mean() * 100:.1f}",
                          "test accuracy %": mean_std(sub["test_accuracy"]),
                          "early-stop iteration": mean_std(sub["early_stop_iteration"], 1, 0)})
-    return markdown.table(pd.DataFrame(rows))
+    table = pd.DataFrame(rows)
+    if not table.empty and (table["runs"] == table["seeds"]).all():
+        table = table.drop(columns="runs")  # the usual case: one run per method and seed
+    return markdown.table(table)
 
 
 def against(frame: pd.DataFrame, reference: str = "lt") -> pd.DataFrame:

@@ -249,6 +249,31 @@ def test_summarize_against_prints_every_method_paired_with_lt(tmp_path, tiny, ca
     assert "global has more than one run for a seed" in capsys.readouterr().err
 
 
+def test_two_batches_of_one_method_in_two_folders_are_two_rows_not_twice_the_seeds(tmp_path, tiny, capsys):
+    from gridsearch.cli import main
+    from mdp_prune.experiments.imp import run_imp
+
+    first = [run_imp(tiny(rounds=2, **{"train.seed": s}), tmp_path / "a", progress=False) for s in (0, 1)]
+    second = [run_imp(tiny(rounds=2, **{"train.seed": s, "train.lr": 0.05}), tmp_path / "b", progress=False)
+              for s in (0, 1)]
+    assert main(["summarize", *map(str, first + second), "--rounds", "2"]) == 0
+    out = capsys.readouterr().out
+    assert f"| lt @ {tmp_path / 'a'} | 2 | 2 |" in out and f"| lt @ {tmp_path / 'b'} | 2 | 2 |" in out
+    assert main(["summarize", *map(str, first + second), "--against", f"lt @ {tmp_path / 'a'}"]) == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith(f"| lt @ {tmp_path / 'b'}"))
+    a, b = ([pd.read_csv(r / paths.ROUNDS).set_index("round")["test_accuracy"] for r in batch]
+            for batch in (first, second))
+    mean = np.mean([(y - x).loc[[1, 2]].mean() for x, y in zip(a, b, strict=True)]) * 100
+    assert f" | {mean:+.2f} | " in line
+    assert main(["summarize", *map(str, first + second), "--against", "lt"]) == 2  # which of the two?
+    assert f"lt @ {tmp_path / 'a'}" in capsys.readouterr().err
+    # in one folder, two configurations of one method stay one method, and the table says it holds more runs
+    extra = run_imp(tiny(rounds=2, **{"train.seed": 0, "train.lr": 0.05}), tmp_path / "a", progress=False)
+    assert main(["summarize", *map(str, first), str(extra), "--rounds", "2"]) == 0
+    assert "| lt | 2 | 2 | 3 |" in capsys.readouterr().out
+
+
 def test_summarize_says_when_its_runs_come_from_several_numerical_environments(tmp_path, tiny, capsys):
     from gridsearch.cli import main
     from mdp_prune.experiments.imp import run_imp
