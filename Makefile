@@ -2,7 +2,9 @@
 # (editable, so that `import mdp_prune` and the `mdp-prune`/`mdp-grid` commands work from any folder).
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum | cut -d' ' -f1)
+# The versions the documented figures were measured with; `make venv CONSTRAINTS=` installs the newest instead.
+CONSTRAINTS ?= constraints.txt
+STAMP  := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml $(CONSTRAINTS) | cksum | cut -d' ' -f1)
 # Variables of gridsearch and compare-baseline (empty: the grid file's own value).
 OUT     ?= results/compare
 GRID    ?= small
@@ -17,10 +19,10 @@ GRID_ARGS = --grid $(GRID) --out $(OUT) --n-jobs $(JOBS) $(if $(DATASET),--datas
 
 .PHONY: venv test test-all lint bench compare-baseline gridsearch notebooks clean
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt pyproject.toml $(CONSTRAINTS)
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -r requirements.txt
+	$(VENV)/bin/pip install --quiet -r requirements.txt $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 	$(VENV)/bin/pip install --quiet -e . --no-deps
 	rm -f $(VENV)/.installed-*
 	touch $@

@@ -26,6 +26,21 @@ def test_requirements_txt_installs_every_declared_dependency():
     assert {_name(r): r for r in declared} == {_name(r): r for r in listed}
 
 
+def test_constraints_txt_pins_every_requirement_within_its_range():
+    """What `make` installs is pinned; a requirement added without a pin, or a pin outside the range that
+    requirements.txt asks for, fails here rather than on a fresh machine."""
+    from packaging.requirements import Requirement
+
+    pins = dict(line.split("==") for line in (ROOT / "constraints.txt").read_text().splitlines()
+                if line and not line.startswith("#"))
+    pins = {_name(name): version for name, version in pins.items()}
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            requirement = Requirement(line)
+            assert _name(requirement.name) in pins, f"{requirement.name} is not pinned in constraints.txt"
+            assert requirement.specifier.contains(pins[_name(requirement.name)]), line
+
+
 def test_grid_files_are_package_data():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     assert "grids/*.yaml" in config["gridsearch"]
