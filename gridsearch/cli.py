@@ -3,7 +3,7 @@
     mdp-grid search  --grid small                       # make gridsearch
     mdp-grid compare --grid small                       # make compare-baseline
     mdp-grid compare --grid paper --dataset fashion-mnist --preset lenet --n-jobs 2
-    mdp-grid summarize RUN_DIR... [--convergence]
+    mdp-grid summarize RUN_DIR... [--convergence | --against lt | --reach lt]
 """
 
 from __future__ import annotations
@@ -14,12 +14,15 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mdp_prune.cli import _Parser, _tuple_of, add_threads_argument, check_threads, guarded, quiet_openmp
 from mdp_prune.config import PRESETS
 from mdp_prune.errors import UserError
 from mdp_prune.store import paths
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--rounds", type=_tuple_of(int), default=None, help="rounds to show (default: all)")
     summary.add_argument("--convergence", action="store_true",
                          help="instead, one row per Q-learning run: rounds with a stable greedy plan, max |ΔQ|")
+    summary.add_argument("--reach", metavar="TARGET", default=None,
+                         help="instead, per method the first round with at most TARGET of the weights remaining "
+                              "(a fraction such as 0.0358, or a method such as lt: where its runs end): rounds, "
+                              "training and proxy iterations, seconds and test accuracy there")
     summary.add_argument("--against", metavar="METHOD", default=None,
                          help="instead, every other method paired by seed with METHOD (e.g. lt) over the rounds "
                               "they share: mean difference, by seed, rounds more than one sd of METHOD below it "
@@ -72,12 +79,17 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     if args.command == "summarize":
         from gridsearch.markdown import table
-        from gridsearch.summarize import against, collect, convergence, environments_note, summarize
+        from gridsearch.summarize import against, collect, convergence, environments_note, reaching, summarize
 
-        if args.convergence and args.against:
-            raise UserError("--convergence and --against are two different tables: give one")
+        if sum(map(bool, (args.convergence, args.against, args.reach))) > 1:
+            raise UserError("--convergence, --against and --reach are different tables: give one")
         if args.against:
             print(table(against(collect(args.run_dirs), args.against)))
+        elif args.reach:
+            frame = collect(args.run_dirs)
+            target = _fraction_or_method(args.reach, frame)
+            print(f"target: {target * 100:.2f} % of the weights remaining")
+            print(table(reaching(frame, target)))
         else:
             print(table(convergence(args.run_dirs)) if args.convergence else summarize(args.run_dirs, args.rounds))
         note = environments_note(args.run_dirs)
@@ -119,3 +131,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0 if done == len(table) else 1
     print(compare(grid, args.out, **common))
     return 0
+
+
+def _fraction_or_method(value: str, frame: pd.DataFrame) -> float:
+    """`--reach 0.0358` or `--reach lt` (where that method's runs end)."""
+    from gridsearch.summarize import final_weights_remaining
+
+    try:
+        target = float(value)
+    except ValueError:
+        return final_weights_remaining(frame, value)
+    if not 0 < target <= 1:
+        raise UserError(f"--reach must be a fraction of the weights in (0, 1] or a method, got {value}")
+    return target

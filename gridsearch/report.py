@@ -18,7 +18,7 @@ from gridsearch.figures import write_figures
 from gridsearch.grid import Grid
 from gridsearch.markdown import mean_std, seed_cell
 from gridsearch.stats import paired_difference
-from gridsearch.summarize import against, convergence, environments_note
+from gridsearch.summarize import against, convergence, environments_note, reaching
 from mdp_prune.config import RunConfig
 from mdp_prune.engine import data
 from mdp_prune.engine.models import build_model, multiply_adds
@@ -35,7 +35,7 @@ def write_report(out: Path, frame: pd.DataFrame, table: pd.DataFrame, best: dict
         _header(out, frame, config, seeds),
         _grid_section(table, best, grid, config),
         _accuracy_section(frame, methods, len(seeds)),
-        _target_section(frame, methods, len(seeds), target, config),
+        _target_section(frame, methods, target, config),
         _compression_section(out, frame, methods, config),
         _difference_section(frame),
         _against_section(frame),
@@ -88,31 +88,15 @@ def _accuracy_section(frame: pd.DataFrame, methods: list[str], n_seeds: int) -> 
                     markdown.table(remaining.round(2).astype(object).reset_index().fillna("–")), ""]
 
 
-def _target_section(frame: pd.DataFrame, methods: list[str], n_seeds: int, target: float,
-                    config: RunConfig) -> Lines:
+def _target_section(frame: pd.DataFrame, methods: list[str], target: float, config: RunConfig) -> Lines:
     lines = ["## Reaching the target", "",
              f"Target: {target * 100:.2f} % of weights remaining (the lt ladder after {config.rounds} rounds). "
-             "Rounds, cumulative training iterations, the planner's proxy iterations (its short retrainings), "
-             "their sum, and seconds until a method first reaches it, and the test accuracy there (mean ± std over "
-             "seeds; seeds that never reach it are counted in the last column). Round 0, the dense network, is "
-             "included for every method.", ""]
-    reach = []
-    for m in _pruning_methods(methods):
-        hits = []
-        for _, g in frame[frame["method"] == m].groupby("seed"):
-            hit = g[g["weights_remaining"] <= target + 1e-9]
-            if len(hit):
-                hits.append(hit.iloc[0])
-        sub = pd.DataFrame(hits)
-        reach.append({"method": m, "rounds": mean_std(sub["round"], 1, 1) if len(sub) else "–",
-                      "training iterations": mean_std(sub["train_iterations"], 1, 0) if len(sub) else "–",
-                      "proxy iterations": mean_std(sub["proxy_iterations"], 1, 0) if len(sub) else "–",
-                      "training + proxy": mean_std(sub["train_iterations"] + sub["proxy_iterations"], 1, 0)
-                      if len(sub) else "–",
-                      "seconds": mean_std(sub["seconds"], 1, 1) if len(sub) else "–",
-                      "test accuracy %": mean_std(sub["test_accuracy"]) if len(sub) else "–",
-                      "seeds not reaching": n_seeds - len(sub)})
-    return lines + [markdown.table(pd.DataFrame(reach)), ""]
+             "Rounds, weights remaining, cumulative training iterations, the planner's proxy iterations (its "
+             "short retrainings), their sum, and seconds until a method first reaches it, and the test accuracy "
+             "there (mean ± std over seeds; seeds that never reach it are counted in the last column). Round 0, "
+             "the dense network, is included for every method.", ""]
+    pruning = frame[frame["method"].isin(_pruning_methods(methods))]
+    return lines + [markdown.table(reaching(pruning, target)), ""]
 
 
 def _pruning_methods(methods: list[str]) -> list[str]:

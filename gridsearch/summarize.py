@@ -4,7 +4,9 @@ By default, grouped by method with mean ± std over seeds: for each requested ro
 accuracy and early-stopping iteration of every method, and of the random-reinitialisation / random-pruning
 controls when the runs have them (`controls/<kind>.csv`). With `--convergence`, one row per Q-learning run
 read from its `qlearning_rounds.csv`. With `--against METHOD`, every other method paired by seed with that one
-over the rounds they share. Runs of one method and seed in different folders (two batches of lt, say) are
+over the rounds they share. With `--reach TARGET`, per method the rounds, iterations and accuracy at which its
+seeds first have at most TARGET of the weights remaining (the comparison report's "Reaching the target"). Runs
+of one method and seed in different folders (two batches of lt, say) are
 two methods here, named `lt @ FOLDER`; pass that name to `--against` to pair with one of them.
 """
 
@@ -26,8 +28,8 @@ from mdp_prune.store import io, paths
 
 
 def method_name(config: RunConfig) -> str:
-    if config.prune.planner == "qlearning":
-        return f"qlearning ({config.qlearning.budget})"
+    if config.prune.planner == "qlearning":  # a warm start is another method: its Q-table comes from a run
+        return f"qlearning ({config.qlearning.budget}{', warm start' if config.qlearning.init_qtable else ''})"
     return config.prune.planner
 
 
@@ -102,6 +104,41 @@ def against(frame: pd.DataFrame, reference: str = "lt") -> pd.DataFrame:
                      f"such rounds expected of {reference} itself": f"{r['rounds_below_by_chance']:.1f} "
                      f"(none: {r['p_none_below_by_chance']:.0%})"})
     return pd.DataFrame(rows).fillna("–")
+
+
+def reaching(frame: pd.DataFrame, target: float) -> pd.DataFrame:
+    """Per method, the first round at which each seed has at most `target` of its weights remaining: rounds,
+    cumulative training and proxy iterations (round 0 included), seconds and test accuracy there, mean ± std over
+    the seeds that reach it, and how many of the method's seeds do not. Controls (no pruning trajectory of their
+    own, no iteration counts) are left out."""
+    rows = []
+    for method, g in frame.groupby("method", sort=False):
+        if "train_iterations" not in g or g["train_iterations"].isna().all():
+            continue
+        hits = [s[s["weights_remaining"] <= target + 1e-9].iloc[0] for _, s in g.sort_values("round").groupby("seed")
+                if (s["weights_remaining"] <= target + 1e-9).any()]
+        sub = pd.DataFrame(hits)
+        row: dict = {"method": method}
+        if len(sub):
+            total = sub["train_iterations"] + sub["proxy_iterations"]
+            row.update({"rounds": mean_std(sub["round"], 1, 1),
+                        "weights remaining %": mean_std(sub["weights_remaining"], 100, 2),
+                        "training iterations": mean_std(sub["train_iterations"], 1, 0),
+                        "proxy iterations": mean_std(sub["proxy_iterations"], 1, 0),
+                        "training + proxy": mean_std(total, 1, 0),
+                        "seconds": mean_std(sub["seconds"], 1, 1),
+                        "test accuracy %": mean_std(sub["test_accuracy"])})
+        rows.append({**row, "seeds not reaching": g["seed"].nunique() - len(sub)})
+    return pd.DataFrame(rows).fillna("–")
+
+
+def final_weights_remaining(frame: pd.DataFrame, method: str) -> float:
+    """Where every run of `method` has arrived: the largest weights remaining at the last round of its seeds."""
+    runs = frame[frame["method"] == method]
+    if runs.empty:
+        raise UserError(f"--reach {method}: no run of that method among these; methods: "
+                        f"{', '.join(dict.fromkeys(frame['method']))}")
+    return float(runs.sort_values("round").groupby("seed")["weights_remaining"].last().max())
 
 
 def environments_note(run_dirs: Sequence[Path]) -> str | None:

@@ -274,6 +274,41 @@ def test_two_batches_of_one_method_in_two_folders_are_two_rows_not_twice_the_see
     assert "| lt | 2 | 2 | 3 |" in capsys.readouterr().out
 
 
+def test_method_names_tell_budget_free_and_warm_started_planners_apart(tiny):
+    from gridsearch.summarize import method_name
+
+    names = [method_name(tiny(**{"prune.planner": "qlearning", "qlearning.budget": budget}).replace(**extra))
+             for budget in ("lt", "free") for extra in ({}, {"qlearning.init_qtable": "results/qlearning_0"})]
+    assert names == ["qlearning (lt)", "qlearning (lt, warm start)", "qlearning (free)", "qlearning (free, warm start)"]
+    assert method_name(tiny()) == "lt"
+
+
+def test_summarize_reach_counts_rounds_and_iterations_to_where_lt_ends(tmp_path, tiny, capsys):
+    from gridsearch.cli import main
+    from mdp_prune.experiments.imp import run_imp
+
+    lt = [run_imp(tiny(rounds=3, **{"train.seed": s}), tmp_path, progress=False) for s in (0, 1)]
+    fast = [run_imp(tiny(rounds=2, **{"train.seed": s, "prune.planner": "global", "prune.prune_global": 0.6}),
+                    tmp_path, progress=False) for s in (0, 1)]
+    assert main(["summarize", *map(str, lt + fast), "--reach", "lt"]) == 0
+    out = capsys.readouterr().out
+    target = max(pd.read_csv(r / paths.ROUNDS)["weights_remaining"].iloc[-1] for r in lt)
+    assert f"target: {target * 100:.2f} %" in out
+    hits = pd.concat([pd.read_csv(r / paths.ROUNDS).query(f"weights_remaining <= {target + 1e-9}").head(1)
+                      for r in fast])
+    line = next(line for line in out.splitlines() if line.startswith("| global |"))
+    assert line.startswith(f"| global | {hits['round'].mean():.1f} ± ") and line.endswith("| 0 |")
+    assert mean_std(hits["train_iterations"] + hits["proxy_iterations"], 1, 0) in line
+    assert mean_std(hits["test_accuracy"]) in line
+    assert main(["summarize", *map(str, lt + fast), "--reach", "0.0001"]) == 0  # nobody gets there
+    assert next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| global |")).endswith(
+        "| 2 |")
+    for bad, message in (("1.5", "--reach must be a fraction"), ("lamp", "no run of that method")):
+        assert main(["summarize", *map(str, lt), "--reach", bad]) == 2
+        assert message in capsys.readouterr().err
+    assert main(["summarize", *map(str, lt), "--reach", "lt", "--convergence"]) == 2
+
+
 def test_summarize_says_when_its_runs_come_from_several_numerical_environments(tmp_path, tiny, capsys):
     from gridsearch.cli import main
     from mdp_prune.experiments.imp import run_imp
