@@ -146,10 +146,10 @@ def environments_note(run_dirs: Sequence[Path]) -> str | None:
     the same configuration gives other figures there, so a difference between such runs mixes that in."""
     seen: dict[tuple[str, ...], int] = {}
     for run in run_dirs:
-        rows = io.read_csv(run / paths.ENVIRONMENT)
+        rows = io.read_csv(run / paths.ENVIRONMENT, as_text=True)
         if rows.empty or not set(NUMERIC_FIELDS) <= set(rows.columns):
             continue  # made before runs recorded their environment
-        for env in rows[list(NUMERIC_FIELDS)].astype(str).itertuples(index=False):
+        for env in rows[list(NUMERIC_FIELDS)].itertuples(index=False):
             seen[tuple(env)] = seen.get(tuple(env), 0) + 1
     if len(seen) < 2:
         return None

@@ -114,13 +114,15 @@ def test_each_command_records_its_numerical_environment_and_a_changed_one_is_sai
                                                                                   numerics.NUMERIC_FIELDS]
     assert "numerical environment" not in capsys.readouterr().err  # same process, same environment
 
-    # As if the first command had run on a machine whose CPU kernels differ: the resumption says so, and resumes.
-    io.write_csv(run / paths.ENVIRONMENT, first.assign(cpu_capability="OTHER"))
+    # As if the first command had run on a machine whose torch and CPU kernels differ: the resumption says so, and
+    # resumes; the record keeps the old version as written ("2.10", which pandas alone would read as 2.1).
+    io.write_csv(run / paths.ENVIRONMENT, first.assign(torch="2.10", cpu_capability="OTHER"))
     run_imp(tiny(rounds=4), tmp_path, progress=False)
     err = capsys.readouterr().err
-    assert f"resumes at round 3 in another numerical environment (cpu_capability: OTHER -> {here['cpu_capability']})" \
-        in err
+    assert (f"resumes at round 3 in another numerical environment (torch: 2.10 -> {here['torch']}; "
+            f"cpu_capability: OTHER -> {here['cpu_capability']})") in err
     assert pd.read_csv(run / paths.ENVIRONMENT)["first_round"].tolist() == [0, 3]
+    assert io.read_csv(run / paths.ENVIRONMENT, as_text=True)["torch"].tolist() == ["2.10", here["torch"]]
     assert len(pd.read_csv(run / paths.ROUNDS)) == 5
     run_imp(tiny(rounds=4), tmp_path, progress=False)  # nothing left to train: nothing recorded
     assert len(pd.read_csv(run / paths.ENVIRONMENT)) == 2
@@ -214,10 +216,10 @@ def test_a_kill_just_before_the_commit_leaves_no_duplicate_rows(tmp_path, tiny, 
     full = run_imp(tiny(), tmp_path / "full", progress=False)
     real_append = io.append_csv
 
-    def crash_on_round_2(path, rows):
+    def crash_on_round_2(path, rows, **kwargs):
         if path.name == paths.ROUNDS and rows[0]["round"] == 2:
             raise KeyboardInterrupt
-        real_append(path, rows)
+        real_append(path, rows, **kwargs)
 
     monkeypatch.setattr(io, "append_csv", crash_on_round_2)
     with pytest.raises(KeyboardInterrupt):

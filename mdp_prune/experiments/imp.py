@@ -220,13 +220,13 @@ def _record_environment(run: Path, dense: Path, first_round: int, device: torch.
     than the ones before them (the shared dense round's, for a new run) need not equal bitwise what one
     uninterrupted run would give: say so, once, on stderr."""
     row = _environment_row(first_round, device)
-    before = io.read_csv(run / paths.ENVIRONMENT if first_round else dense / paths.ENVIRONMENT)
+    before = io.read_csv(run / paths.ENVIRONMENT if first_round else dense / paths.ENVIRONMENT, as_text=True)
     changed = numerics.differences(before.iloc[-1].to_dict(), row) if not before.empty else []
     if changed:
         what = f"resumes at round {first_round}" if first_round else "starts from a dense round trained"
         print(f"note: {run.name} {what} in another numerical environment ({'; '.join(changed)}); its rounds may "
               "differ bitwise from a run made in one", file=sys.stderr)
-    io.append_csv(run / paths.ENVIRONMENT, [row])
+    io.append_csv(run / paths.ENVIRONMENT, [row], as_text=True)
 
 
 class _Loop:

@@ -91,18 +91,20 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]] | pd.DataFrame) -> None
     write_bytes(path, frame.to_csv(index=False, float_format="%.10g").encode())
 
 
-def read_csv(path: Path) -> pd.DataFrame:
+def read_csv(path: Path, as_text: bool = False) -> pd.DataFrame:
+    """A table of ours (empty if absent); `as_text` keeps every cell as written (a version "2.10" stays "2.10")."""
     if not path.is_file():
         return pd.DataFrame()
     try:
-        return pd.read_csv(path)
+        return pd.read_csv(path, dtype=str, keep_default_na=False) if as_text else pd.read_csv(path)
     except Exception as e:  # noqa: BLE001
         raise UserError(f"cannot read {path} ({e}); delete it to start that table again") from None
 
 
-def append_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    """Append rows by rewriting the whole (small) table atomically."""
-    old = read_csv(path)
+def append_csv(path: Path, rows: Sequence[dict[str, Any]], as_text: bool = False) -> None:
+    """Append rows by rewriting the whole (small) table atomically. `as_text` copies the rows already there as
+    written, for a table of names and versions that pandas would re-type ("2.10" read as the number 2.1)."""
+    old = read_csv(path, as_text=as_text)
     new = pd.DataFrame(list(rows))
     write_csv(path, new if old.empty else pd.concat([old, new], ignore_index=True))
 
