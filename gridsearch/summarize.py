@@ -34,7 +34,8 @@ def method_name(config: RunConfig) -> str:
 
 
 def collect(run_dirs: Sequence[Path]) -> pd.DataFrame:
-    """Every run's rounds (and controls), one row per round, with the columns method and seed added."""
+    """Every run's rounds (and controls), one row per round, with the columns method, seed and control (the
+    control's kind; empty for the run's own rounds) added."""
     runs = []
     for run in run_dirs:
         if not paths.is_run_dir(run):
@@ -43,11 +44,11 @@ def collect(run_dirs: Sequence[Path]) -> pd.DataFrame:
         runs.append((run, config.train.seed, method_name(config)))
     parts = []
     for (run, seed, _), method in zip(runs, _labels(runs), strict=True):
-        parts.append(io.read_rounds(run).assign(method=method, seed=seed))
+        parts.append(io.read_rounds(run).assign(method=method, seed=seed, control=""))
         for kind in paths.CONTROL_KINDS:
             control = io.read_csv(paths.control_file(run, kind))
             if not control.empty:
-                parts.append(control.assign(method=f"{method} {kind}", seed=seed))
+                parts.append(control.assign(method=f"{method} {kind}", seed=seed, control=kind))
     return pd.concat(parts, ignore_index=True)
 
 
@@ -109,12 +110,12 @@ def against(frame: pd.DataFrame, reference: str = "lt") -> pd.DataFrame:
 def reaching(frame: pd.DataFrame, target: float) -> pd.DataFrame:
     """Per method, the first round at which each seed has at most `target` of its weights remaining: rounds,
     cumulative training and proxy iterations (round 0 included), seconds and test accuracy there, mean ± std over
-    the seeds that reach it, and how many of the method's seeds do not. Controls (no pruning trajectory of their
-    own, no iteration counts) are left out."""
+    the seeds that reach it, and how many of the method's seeds do not. Controls have no pruning trajectory
+    of their own and are left out."""
+    if "control" in frame:  # a control retrains single rounds' tickets: its iterations are not cumulative
+        frame = frame[frame["control"] == ""]
     rows = []
     for method, g in frame.groupby("method", sort=False):
-        if "train_iterations" not in g or g["train_iterations"].isna().all():
-            continue
         hits = [s[s["weights_remaining"] <= target + 1e-9].iloc[0] for _, s in g.sort_values("round").groupby("seed")
                 if (s["weights_remaining"] <= target + 1e-9).any()]
         sub = pd.DataFrame(hits)

@@ -285,13 +285,16 @@ def test_method_names_tell_budget_free_and_warm_started_planners_apart(tiny):
 
 def test_summarize_reach_counts_rounds_and_iterations_to_where_lt_ends(tmp_path, tiny, capsys):
     from gridsearch.cli import main
+    from mdp_prune.experiments.controls import run_control
     from mdp_prune.experiments.imp import run_imp
 
     lt = [run_imp(tiny(rounds=3, **{"train.seed": s}), tmp_path, progress=False) for s in (0, 1)]
     fast = [run_imp(tiny(rounds=2, **{"train.seed": s, "prune.planner": "global", "prune.prune_global": 0.6}),
                     tmp_path, progress=False) for s in (0, 1)]
+    run_control(lt[0], "reinit", [1, 2], progress=False)  # retrains single tickets: no row of its own here
     assert main(["summarize", *map(str, lt + fast), "--reach", "lt"]) == 0
     out = capsys.readouterr().out
+    assert "reinit" not in out
     target = max(pd.read_csv(r / paths.ROUNDS)["weights_remaining"].iloc[-1] for r in lt)
     assert f"target: {target * 100:.2f} %" in out
     hits = pd.concat([pd.read_csv(r / paths.ROUNDS).query(f"weights_remaining <= {target + 1e-9}").head(1)
