@@ -22,7 +22,7 @@ GRID_ARGS = --grid $(GRID) --out $(OUT) --n-jobs $(JOBS) $(if $(DATASET),--datas
 $(STAMP): requirements.txt pyproject.toml $(CONSTRAINTS)
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -r requirements.txt $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
+	$(VENV)/bin/pip install --quiet -r requirements.txt $(if $(CONSTRAINTS),-c $(CONSTRAINTS),--upgrade)
 	$(VENV)/bin/pip install --quiet -e . --no-deps
 	rm -f $(VENV)/.installed-*
 	touch $@

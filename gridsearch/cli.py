@@ -81,11 +81,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from gridsearch.markdown import table
         from gridsearch.summarize import against, collect, convergence, environments_note, reaching, summarize
 
-        if sum(map(bool, (args.convergence, args.against, args.reach))) > 1:
+        if sum((args.convergence, args.against is not None, args.reach is not None)) > 1:
             raise UserError("--convergence, --against and --reach are different tables: give one")
-        if args.against:
+        if args.against is not None:
             print(table(against(collect(args.run_dirs), args.against)))
-        elif args.reach:
+        elif args.reach is not None:
             frame = collect(args.run_dirs)
             target = _fraction_or_method(args.reach, frame)
             print(f"target: {target * 100:.2f} % of the weights remaining")
@@ -140,7 +140,7 @@ def _fraction_or_method(value: str, frame: pd.DataFrame) -> float:
     try:
         target = float(value)
     except ValueError:
-        return final_weights_remaining(frame, value)
+        target = final_weights_remaining(frame, value)
     if not 0 < target <= 1:
         raise UserError(f"--reach must be a fraction of the weights in (0, 1] or a method, got {value}")
     return target

@@ -35,7 +35,7 @@ def write_report(out: Path, frame: pd.DataFrame, table: pd.DataFrame, best: dict
         _header(out, frame, config, seeds),
         _grid_section(table, best, grid, config),
         _accuracy_section(frame, methods, len(seeds)),
-        _target_section(frame, methods, target, config),
+        _target_section(frame, methods, len(seeds), target, config),
         _compression_section(out, frame, methods, config),
         _difference_section(frame),
         _against_section(frame),
@@ -88,7 +88,8 @@ def _accuracy_section(frame: pd.DataFrame, methods: list[str], n_seeds: int) -> 
                     markdown.table(remaining.round(2).astype(object).reset_index().fillna("–")), ""]
 
 
-def _target_section(frame: pd.DataFrame, methods: list[str], target: float, config: RunConfig) -> Lines:
+def _target_section(frame: pd.DataFrame, methods: list[str], n_seeds: int, target: float,
+                    config: RunConfig) -> Lines:
     lines = ["## Reaching the target", "",
              f"Target: {target * 100:.2f} % of weights remaining (the lt ladder after {config.rounds} rounds). "
              "Rounds, weights remaining, cumulative training iterations, the planner's proxy iterations (its "
@@ -96,7 +97,7 @@ def _target_section(frame: pd.DataFrame, methods: list[str], target: float, conf
              "there (mean ± std over seeds; seeds that never reach it are counted in the last column). Round 0, "
              "the dense network, is included for every method.", ""]
     pruning = frame[frame["method"].isin(_pruning_methods(methods))]
-    return lines + [markdown.table(reaching(pruning, target)), ""]
+    return lines + [markdown.table(reaching(pruning, target, n_seeds)), ""]
 
 
 def _pruning_methods(methods: list[str]) -> list[str]:

@@ -12,7 +12,7 @@ two methods here, named `lt @ FOLDER`; pass that name to `--against` to pair wit
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -56,11 +56,10 @@ def _labels(runs: Sequence[tuple[Path, int, str]]) -> list[str]:
     """Each run's method, qualified by its folder (`lt @ results/fashion_avx2`) when the runs hold that method
     twice for one seed in different folders: two batches of one method (another machine, other CPU kernels) are
     two rows to compare, not one row with twice the seeds."""
-    per_seed = Counter((method, seed) for _, seed, method in runs)
-    folders: dict[str, set[Path]] = defaultdict(set)
-    for run, _, method in runs:
-        folders[method].add(run.parent)
-    twice = {method for (method, _), n in per_seed.items() if n > 1 and len(folders[method]) > 1}
+    folders: dict[tuple[str, int], set[Path]] = defaultdict(set)
+    for run, seed, method in runs:
+        folders[(method, seed)].add(run.resolve().parent)
+    twice = {method for (method, _), found in folders.items() if len(found) > 1}
     return [f"{method} @ {run.parent}" if method in twice else method for run, _, method in runs]
 
 
@@ -107,11 +106,15 @@ def against(frame: pd.DataFrame, reference: str = "lt") -> pd.DataFrame:
     return pd.DataFrame(rows).fillna("–")
 
 
-def reaching(frame: pd.DataFrame, target: float) -> pd.DataFrame:
+REACHING_COLUMNS = ["method", "rounds", "weights remaining %", "training iterations", "proxy iterations",
+                    "training + proxy", "seconds", "test accuracy %", "seeds not reaching"]
+
+
+def reaching(frame: pd.DataFrame, target: float, n_seeds: int | None = None) -> pd.DataFrame:
     """Per method, the first round at which each seed has at most `target` of its weights remaining: rounds,
     cumulative training and proxy iterations (round 0 included), seconds and test accuracy there, mean ± std over
-    the seeds that reach it, and how many of the method's seeds do not. Controls have no pruning trajectory
-    of their own and are left out."""
+    the seeds that reach it, and how many of the method's seeds (or of `n_seeds`, when a run that failed counts
+    as not reaching) do not. Controls have no pruning trajectory of their own and are left out."""
     if "control" in frame:  # a control retrains single rounds' tickets: its iterations are not cumulative
         frame = frame[frame["control"] == ""]
     rows = []
@@ -129,8 +132,8 @@ def reaching(frame: pd.DataFrame, target: float) -> pd.DataFrame:
                         "training + proxy": mean_std(total, 1, 0),
                         "seconds": mean_std(sub["seconds"], 1, 1),
                         "test accuracy %": mean_std(sub["test_accuracy"])})
-        rows.append({**row, "seeds not reaching": g["seed"].nunique() - len(sub)})
-    return pd.DataFrame(rows).fillna("–")
+        rows.append({**row, "seeds not reaching": (n_seeds or g["seed"].nunique()) - len(sub)})
+    return pd.DataFrame(rows, columns=REACHING_COLUMNS).astype(object).fillna("–")
 
 
 def final_weights_remaining(frame: pd.DataFrame, method: str) -> float:

@@ -268,6 +268,10 @@ def test_two_batches_of_one_method_in_two_folders_are_two_rows_not_twice_the_see
     assert f" | {mean:+.2f} | " in line
     assert main(["summarize", *map(str, first + second), "--against", "lt"]) == 2  # which of the two?
     assert f"lt @ {tmp_path / 'a'}" in capsys.readouterr().err
+    # another folder with other seeds of lt adds seeds, not a method
+    other = run_imp(tiny(rounds=2, **{"train.seed": 2}), tmp_path / "c", progress=False)
+    assert main(["summarize", *map(str, first), str(other), "--rounds", "2"]) == 0
+    assert "| lt | 2 | 3 |" in capsys.readouterr().out
     # in one folder, two configurations of one method stay one method, and the table says it holds more runs
     extra = run_imp(tiny(rounds=2, **{"train.seed": 0, "train.lr": 0.05}), tmp_path / "a", progress=False)
     assert main(["summarize", *map(str, first), str(extra), "--rounds", "2"]) == 0
@@ -304,8 +308,9 @@ def test_summarize_reach_counts_rounds_and_iterations_to_where_lt_ends(tmp_path,
     assert mean_std(hits["train_iterations"] + hits["proxy_iterations"], 1, 0) in line
     assert mean_std(hits["test_accuracy"]) in line
     assert main(["summarize", *map(str, lt + fast), "--reach", "0.0001"]) == 0  # nobody gets there
-    assert next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| global |")).endswith(
-        "| 2 |")
+    lines = capsys.readouterr().out.splitlines()
+    assert next(line for line in lines if line.startswith("| global |")).endswith("| 2 |")
+    assert lines[1].startswith("| method | rounds | weights remaining % |")  # columns as always
     for bad, message in (("1.5", "--reach must be a fraction"), ("lamp", "no run of that method")):
         assert main(["summarize", *map(str, lt), "--reach", bad]) == 2
         assert message in capsys.readouterr().err
