@@ -119,9 +119,8 @@ def reaching(frame: pd.DataFrame, target: float, n_seeds: int | None = None) -> 
         frame = frame[frame["control"] == ""]
     rows = []
     for method, g in frame.groupby("method", sort=False):
-        hits = [s[s["weights_remaining"] <= target + 1e-9].iloc[0] for _, s in g.sort_values("round").groupby("seed")
-                if (s["weights_remaining"] <= target + 1e-9).any()]
-        sub = pd.DataFrame(hits)
+        # rounds.csv keeps 10 digits, so a run stopped exactly at the target may read a hair above it
+        sub = g[g["weights_remaining"] <= target + 1e-9].sort_values("round").groupby("seed").head(1)
         row: dict = {"method": method}
         if len(sub):
             total = sub["train_iterations"] + sub["proxy_iterations"]
