@@ -27,7 +27,7 @@ def _opt(default: Any, help: str, **extra: Any) -> Any:
 # The reward's accuracy signals (planners/proxies.py): the cheap one, then those that retrain briefly.
 PROXY_KINDS = ("pruned", "finetune", "rewind")
 RETRAINING_KINDS = PROXY_KINDS[1:]
-COMMIT_RULES = ("best", "greedy")
+COMMIT_RULES = ("climb", "best", "greedy")
 
 
 @dataclass(frozen=True)
@@ -114,8 +114,9 @@ class QLearningConfig:
     proxy_candidates: int = _opt(6, "finetune, rewind: plans per round scored by retraining (one per group of plans "
                                  "removing a similar share of the weights)")
     init_qtable: str = _opt("", "run folder whose final Q-table starts this run (warm start; empty: a fresh table)")
-    commit: str = _opt("best", "the plan a round commits: greedy (Q's greedy plan) or best (the plan of highest return "
-                       "among the greedy plan and every plan the round's episodes played)")
+    commit: str = _opt("climb", "the plan a round commits: greedy (Q's greedy plan), best (the plan of highest return "
+                       "among the greedy plan and every plan the round's episodes played) or climb (best, then "
+                       "changed one layer's action at a time while the return rises)")
 
     def validate(self) -> None:
         check_fields(self, "qlearning")

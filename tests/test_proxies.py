@@ -14,7 +14,7 @@ from mdp_prune.engine.models import prunable_weights
 from mdp_prune.errors import UserError
 from mdp_prune.experiments.imp import Setup, dense_round, run_imp
 from mdp_prune.planners.proxies import RetrainedProxy, Retrainer
-from mdp_prune.planners.qlearning.env import ProxyEvaluator, PruningEnv, exact_optimum, greedy_rollout
+from mdp_prune.planners.qlearning.env import ProxyEvaluator, PruningEnv, exact_optimum, greedy_rollout, hill_climb
 from mdp_prune.planners.qlearning.planner import QLearningPlanner
 from mdp_prune.store import paths
 from qtable import QLearningAgent, QTable, make_schedule
@@ -270,11 +270,28 @@ def test_committing_the_best_played_plan_reaches_the_optimum_an_aliased_greedy_p
     assert best_played(env, 0.9, greedy, set()) == greedy  # nothing better played: the greedy plan stands
 
 
+def test_hill_climb_reaches_an_optimum_one_layer_at_a_time_that_was_never_played():
+    env = PruningEnv(AliasedEvaluator(), 2, (0.5,), (0.01,), target_accuracy=0.9, target_sparsity=0.6)
+    optimum, _ = exact_optimum(env, 0.9, 100)
+    assert hill_climb(env, 0.9, (0, 0)) == (optimum, 2)  # (0, 0) -> (1, 0) -> (1, 1)
+    assert hill_climb(env, 0.9, optimum) == (optimum, 0)
+
+    grid = _grid_env()
+    plans = list(itertools.product(range(3), repeat=2))
+    for start in plans:
+        end, moves = hill_climb(grid, 0.9, start)
+        value = grid.discounted_return(end, 0.9)
+        assert value >= grid.discounted_return(start, 0.9) and (moves == 0) == (end == start)
+        neighbours = [p for p in plans if sum(a != b for a, b in zip(p, end, strict=True)) == 1]
+        assert all(grid.discounted_return(p, 0.9) <= value + 1e-12 for p in neighbours)  # a local optimum
+
+
 def test_a_run_logs_the_committed_plan_against_the_optimum(tmp_path, tiny):
     config = _q(tiny, **{"qlearning.episodes": 200, "rounds": 2})
     run = run_imp(config, tmp_path, progress=False)
     log = pd.read_csv(run / paths.QLEARNING_ROUNDS)
-    assert set(log["commit"]) == {"best"}
+    assert set(log["commit"]) == {"climb"}
+    assert (log["climb_moves"] >= 0).all()
     assert (log["committed_discounted_return"] >= log["greedy_discounted_return"] - 1e-12).all()
     assert (log["committed_is_optimal"] == (log["committed_discounted_return"]
                                             >= log["optimal_discounted_return"] - 1e-9)).all()

@@ -185,3 +185,27 @@ def exact_optimum(env: PruningEnv, gamma: float, max_plans: int) -> tuple[tuple[
         if value > best + 1e-12:
             best_plan, best = plan, value
     return best_plan, best
+
+
+def hill_climb(env: PruningEnv, gamma: float, start: tuple[int, ...]) -> tuple[tuple[int, ...], int]:
+    """Steepest ascent from `start` over plans that differ from it in one layer's action, while the discounted
+    return rises; returns the plan it stops at and the number of moves it made.
+
+    Within a round the MDP is deterministic and every reward is a cached proxy lookup, so a move costs at most
+    n_layers x (n_actions - 1) cheap evaluations and no retraining. The episodes' best plan is usually one layer
+    away from an optimum they did not play (docs/design.md, section 2). Ties keep the current plan, then the
+    lowest neighbour in (layer, action) order, so the climb is deterministic."""
+    plan, value, moves = tuple(start), env.discounted_return(tuple(start), gamma), 0
+    n_actions = int(env.action_space.n)
+    while True:
+        best, best_value = plan, value
+        for layer, action in itertools.product(range(len(plan)), range(n_actions)):
+            if action == plan[layer]:
+                continue
+            neighbour = (*plan[:layer], action, *plan[layer + 1:])
+            neighbour_value = env.discounted_return(neighbour, gamma)
+            if neighbour_value > best_value + 1e-12:
+                best, best_value = neighbour, neighbour_value
+        if best == plan:
+            return plan, moves
+        plan, value, moves = best, best_value, moves + 1

@@ -1,8 +1,10 @@
 """The `qlearning` planner: each round, Q-learning on the round's pruning MDP, then a plan is committed.
 
-The committed plan is, by default (`commit = "best"`), the best of the greedy plan and every plan the round's
-episodes played: the states alias plans (they keep only buckets of a plan's prefix), so Q's greedy plan can miss
-an optimum the episodes have already scored; `commit = "greedy"` commits the greedy plan itself.
+The committed plan is, by default (`commit = "climb"`), the best of the greedy plan and every plan the round's
+episodes played, hill-climbed one layer at a time: the states alias plans (they keep only buckets of a plan's
+prefix), so Q's greedy plan can miss an optimum the episodes have already scored, and the episodes' best plan can
+sit one layer away from an optimum they never played. `commit = "best"` stops before the climb, `commit =
+"greedy"` commits the greedy plan itself.
 
 The Q-table persists across rounds (states carry the sparsity bucket, so rounds meet in different regions of
 it); the exploration schedules restart every round because every round is a new MDP instance (new weights).
@@ -27,7 +29,14 @@ from mdp_prune.engine.training import derive_seed
 from mdp_prune.errors import UserError
 from mdp_prune.planners.base import Planner, RoundContext
 from mdp_prune.planners.proxies import MAX_ENUMERATED_PLANS, RetrainedProxy, proxy_iterations
-from mdp_prune.planners.qlearning.env import ProxyEvaluator, PruningEnv, exact_optimum, greedy_rollout, purl_reward
+from mdp_prune.planners.qlearning.env import (
+    ProxyEvaluator,
+    PruningEnv,
+    exact_optimum,
+    greedy_rollout,
+    hill_climb,
+    purl_reward,
+)
 from mdp_prune.store import io, paths
 from qtable import QLearningAgent, QTable, make_schedule
 
@@ -218,9 +227,11 @@ class QLearningPlanner(Planner):
                          "greedy_plan": "/".join(f"{self.config.prune.actions[a]:g}" for a in plan)})
         greedy_plan, transitions, greedy_return = greedy_rollout(env, agent.table.values)
         optimum = exact_optimum(env, agent.gamma, MAX_ENUMERATED_PLANS)
-        chosen = greedy_plan
-        if self.q.commit == "best":
+        chosen, climb_moves = greedy_plan, 0
+        if self.q.commit in ("best", "climb"):
             chosen = best_played(env, agent.gamma, greedy_plan, played)
+        if self.q.commit == "climb":
+            chosen, climb_moves = hill_climb(env, agent.gamma, chosen)
         plan = forced = self._keeps_pruning(ctx, env, chosen)
         if forced is None:
             plan = chosen
@@ -238,7 +249,7 @@ class QLearningPlanner(Planner):
             k - pruning.prune_count(k, fractions[n]) for n, k in zip(evaluator.names, evaluator.kept, strict=True)
         ) / evaluator.total
         self._write_diagnostics(ctx, env, evaluator, logs, before, greedy_return, time.perf_counter() - began,
-                                greedy_plan, chosen, plan, optimum, len(played))
+                                greedy_plan, chosen, plan, optimum, len(played), climb_moves)
         return fractions
 
     def _keeps_pruning(self, ctx: RoundContext, env: PruningEnv, plan: tuple[int, ...]) -> tuple[int, ...] | None:
@@ -260,7 +271,8 @@ class QLearningPlanner(Planner):
     def _write_diagnostics(self, ctx: RoundContext, env: PruningEnv, evaluator: ProxyEvaluator, logs: list[dict],
                            before: np.ndarray, greedy_return: float, seconds: float, greedy: tuple[int, ...],
                            chosen: tuple[int, ...], committed: tuple[int, ...],
-                           optimum: tuple[tuple[int, ...], float] | None, n_played: int) -> None:
+                           optimum: tuple[tuple[int, ...], float] | None, n_played: int,
+                           climb_moves: int) -> None:
         run, table, gamma = ctx.run_dir, self.agent.table, self.agent.gamma  # type: ignore[union-attr]
         visited = table.visits.sum(1) > 0
         changed = int(np.sum(visited & (np.argmax(before, 1) != np.argmax(table.values, 1))))
@@ -276,7 +288,7 @@ class QLearningPlanner(Planner):
                    "proxy_lookups": evaluator.lookups, "reference_proxy_accuracy": env.reference_accuracy,
                    "target_sparsity": env.target_sparsity, "seconds": seconds,
                    "proxy": self.q.proxy, "proxy_iterations": ctx.retrainer.iterations if ctx.retrainer else 0,
-                   "commit": self.q.commit, "plans_played": n_played,
+                   "commit": self.q.commit, "plans_played": n_played, "climb_moves": climb_moves,
                    "committed_plan": self._plan_text(committed), "forced_nonempty": committed != chosen,
                    "greedy_discounted_return": env.discounted_return(greedy, gamma),
                    "committed_discounted_return": env.discounted_return(committed, gamma)}
