@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,13 +150,21 @@ class RunConfig:
         # orphan) the baselines' runs.
         sections = self.HASHED if self.prune.planner == "qlearning" else ("train", "prune")
         return _digest({f"{k}.{name}": v for k in sections
-                        for name, v in non_default_fields(getattr(self, k)).items()})
+                        for name, v in non_default_fields(getattr(self, k), HASH_DEFAULTS.get(k, {})).items()})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        return build(cls, d)
+
+    @classmethod
+    def from_stored(cls, d: dict[str, Any]) -> RunConfig:
+        """A run folder's config.json, perhaps written before some fields existed: a field it lacks takes the
+        default it had then (HASH_DEFAULTS), so the folder still holds the configuration its name says."""
+        if isinstance(d, dict):
+            d = {**d, **{k: {**HASH_DEFAULTS[k], **d[k]} for k in HASH_DEFAULTS if isinstance(d.get(k), dict)}}
         return build(cls, d)
 
     def replace(self, **dotted: Any) -> RunConfig:
@@ -174,11 +183,19 @@ def train_hash(train: TrainConfig) -> str:
     return _digest(non_default_fields(train))
 
 
-def non_default_fields(obj: Any) -> dict[str, Any]:
+# A changed default must not rename or orphan existing run folders: the hash compares such a field with the
+# default it had when the folders were first written, not with today's. (qlearning.commit became `climb` on
+# 2026-12-03; runs of the former default `best` keep their folders, and `climb` runs get new ones.)
+HASH_DEFAULTS: dict[str, dict[str, Any]] = {"qlearning": {"commit": "best"}}
+
+
+def non_default_fields(obj: Any, baseline: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The fields of `obj` that differ from their defaults (from `baseline[name]` where it names one)."""
     out = {}
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = (baseline or {}).get(f.name, default)
         if value != default:
             out[f.name] = list(value) if isinstance(value, tuple) else value
     return out

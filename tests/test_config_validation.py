@@ -29,7 +29,8 @@ def test_every_field_has_a_rule_and_its_default_obeys_it():
         assert RULES[dotted].problem(dotted, default) is None, dotted
 
 
-# -- hashes of valid configurations are unchanged (computed before validation was tightened) --------------------
+# -- hashes of valid configurations are unchanged (computed before validation was tightened; the Q-planner's
+#    rows since qlearning.commit's default became climb) --------------------------------------------------------
 
 TINY = {"train.model": "mlp", "train.hidden_sizes": (32, 16), "train.train_iterations": 40, "train.eval_every": 10,
         "train.batch_size": 32, "rounds": 3, "device": "cpu"}
@@ -39,26 +40,26 @@ HASHES = [  # (name, settings, RunConfig.hash(), train_hash)
     ("random", {"prune.planner": "random"}, "11410179bed2", "44136fa355b3"),
     ("lamp", {"prune.planner": "lamp"}, "2dbfb703e0d9", "44136fa355b3"),
     ("erk", {"prune.planner": "erk"}, "f4c4decdde10", "44136fa355b3"),
-    ("qlearning", {"prune.planner": "qlearning"}, "d47870180719", "44136fa355b3"),
+    ("qlearning", {"prune.planner": "qlearning"}, "7cabe10ba855", "44136fa355b3"),
     ("lenet", PRESETS["lenet"], "6ddb3c8edd72", "76176921f40d"),
-    ("lenet+q", {**PRESETS["lenet"], "prune.planner": "qlearning"}, "1159187dd30d", "76176921f40d"),
+    ("lenet+q", {**PRESETS["lenet"], "prune.planner": "qlearning"}, "e72c0df23aa8", "76176921f40d"),
     ("conv2", PRESETS["conv2"], "542565581228", "4c0e1fd9c5f5"),
-    ("conv2+q", {**PRESETS["conv2"], "prune.planner": "qlearning"}, "f52367d7af2d", "4c0e1fd9c5f5"),
+    ("conv2+q", {**PRESETS["conv2"], "prune.planner": "qlearning"}, "02b9bc758150", "4c0e1fd9c5f5"),
     ("conv4", PRESETS["conv4"], "42c4a3cb4af0", "40b14f8813b9"),
-    ("conv4+q", {**PRESETS["conv4"], "prune.planner": "qlearning"}, "38dd95367fa1", "40b14f8813b9"),
+    ("conv4+q", {**PRESETS["conv4"], "prune.planner": "qlearning"}, "778e93ca68bd", "40b14f8813b9"),
     ("conv6", PRESETS["conv6"], "ce17d29e73ef", "47686c0dbf0f"),
-    ("conv6+q", {**PRESETS["conv6"], "prune.planner": "qlearning"}, "695ac46ab44b", "47686c0dbf0f"),
+    ("conv6+q", {**PRESETS["conv6"], "prune.planner": "qlearning"}, "2b7827d42431", "47686c0dbf0f"),
     ("tiny", TINY, "21e69b20761b", "36272bb83027"),
     ("tiny+q", {**TINY, "prune.planner": "qlearning", "qlearning.alpha": 0.7, "qlearning.budget": "lt"},
-     "b2d3b4df500c", "36272bb83027"),
+     "9d78a4aad231", "36272bb83027"),
     ("ints for floats", {"train.lr": 1, "prune.actions": [0, 0.5], "prune.planner": "qlearning", "qlearning.beta": 2,
                          "qlearning.accuracy_edges": [0.01, 0.1], "train.hidden_sizes": [16]},
-     "60b97a52383d", "5f11666dbdf8"),
+     "5358b331b5ee", "5f11666dbdf8"),
     ("many", {"prune.planner": "qlearning", "train.optimizer": "sgd", "train.momentum": 0.5, "train.seed": 7,
               "qlearning.alpha_schedule": "exponential", "qlearning.decay": 0.9, "qlearning.feedback": False,
               "qlearning.initial_q": 0.0, "qlearning.proxy": "pruned", "qlearning.target_accuracy": 0.99,
               "prune.target_remaining": 0.04, "train.rewind_iteration": 10},
-     "9889d4476fcb", "f88feb6bee07"),
+     "95f05fc2e192", "f88feb6bee07"),
 ]
 
 
@@ -67,6 +68,21 @@ def test_valid_configurations_validate_and_keep_their_hashes(name, settings, run
     config = RunConfig().replace(**settings).validate()
     assert (config.hash(), train_hash(config.train)) == (run_hash, dense_hash)
     assert RunConfig.from_dict(json.loads(json.dumps(config.to_dict()))).validate() == config
+
+
+def test_a_changed_default_keeps_the_folders_of_runs_made_under_the_old_one(tmp_path):
+    """qlearning.commit's default became climb: a run folder of the former default (explicit, or a config.json
+    written before the field existed) keeps its name, and climb runs get folders of their own."""
+    settings = {**PRESETS["lenet"], "prune.planner": "qlearning"}
+    best = RunConfig().replace(**settings, **{"qlearning.commit": "best"})
+    assert best.hash() == "1159187dd30d"  # the lenet+q folder of the time when best was the default
+    assert RunConfig().replace(**settings).hash() not in (best.hash(), "")
+    old = best.to_dict()
+    del old["qlearning"]["commit"]
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    stored = io.read_config(tmp_path)
+    assert stored.qlearning.commit == "best" and stored.hash() == best.hash()
+    assert RunConfig.from_dict(old).qlearning.commit == "climb"  # a user's settings: today's defaults
 
 
 @pytest.mark.parametrize("name", builtin_grids())

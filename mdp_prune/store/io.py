@@ -202,7 +202,7 @@ def read_config(run: Path) -> RunConfig:
         raise UserError(f"cannot read {path}: {e.strerror or e}") from None
     else:
         try:
-            return RunConfig.from_dict(json.loads(text)).validate()
+            return RunConfig.from_stored(json.loads(text)).validate()
         except UserError as e:
             problem = str(e)
         except (ValueError, RecursionError) as e:  # JSONDecodeError, or an integer too long or nesting too deep
