@@ -170,7 +170,8 @@ def _convergence_section(out: Path, frame: pd.DataFrame) -> Lines:
     q_runs = frame[frame["method"].isin(["qlearning", "qlearning-free"])].drop_duplicates("run_dir")["run_dir"]
     return ["## Q-learning convergence", "",
             "Per run (`qlearning_rounds.csv`): rounds whose greedy plan stayed the same over the last 10 % of "
-            "episodes, and max |ΔQ| in a round's first and last episode.", "",
+            "episodes, rounds whose greedy and committed plans were the round's exact optimum, rounds in which "
+            "`--commit climb` moved the best played plan, and max |ΔQ| in a round's first and last episode.", "",
             markdown.table(convergence([out / r for r in q_runs]).drop(columns="run")), ""]
 
 

@@ -171,10 +171,19 @@ def _rounds_where(log: pd.DataFrame, column: str) -> str:
     return f"{int(flags.sum())}/{len(flags)}"
 
 
+def _rounds_moved(log: pd.DataFrame) -> str:
+    """In how many rounds `--commit climb` changed the best played plan ('-' for runs of other rules)."""
+    if "climb_moves" not in log.columns:
+        return "-"
+    moves = pd.to_numeric(log["climb_moves"], errors="coerce").dropna()
+    return f"{int((moves > 0).sum())}/{len(moves)}" if (log["commit"] == "climb").any() else "-"
+
+
 def convergence(run_dirs: Sequence[Path]) -> pd.DataFrame:
     """One row per Q-learning run: in how many rounds the greedy plan stayed the same over the last 10 % of
     episodes, in how many the greedy and the committed plan were the round's exact optimum (where the plan space
-    was enumerated), and how max |ΔQ| fell from a round's first episode to its last (medians over rounds)."""
+    was enumerated), in how many `--commit climb` moved the plan, and how max |ΔQ| fell from a round's first
+    episode to its last (medians over rounds)."""
     rows = []
     for run in run_dirs:
         if not paths.is_run_dir(run):
@@ -187,6 +196,7 @@ def convergence(run_dirs: Sequence[Path]) -> pd.DataFrame:
                      "rounds with a stable greedy plan": f"{int(log['plan_stable_last_10pct'].sum())}/{len(log)}",
                      "greedy plan optimal": _rounds_where(log, "greedy_is_optimal"),
                      "committed plan optimal": _rounds_where(log, "committed_is_optimal"),
+                     "rounds the climb moved the plan": _rounds_moved(log),
                      "max |ΔQ|, first episode (median)": f"{log['first_max_abs_dq'].median():.1e}",
                      "max |ΔQ|, last episode (median)": f"{log['final_max_abs_dq'].median():.1e}",
                      "max |ΔQ|, last episode (worst round)": f"{log['final_max_abs_dq'].max():.1e}",

@@ -162,8 +162,10 @@ def test_report_numbers_equal_the_runs_tables(tiny_comparison):
         stable = f"{int(log['plan_stable_last_10pct'].sum())}/{len(log)}"
         greedy = f"{int(log['greedy_is_optimal'].sum())}/{len(log)}"
         committed = f"{int(log['committed_is_optimal'].sum())}/{len(log)}"
+        moved = f"{int((log['climb_moves'] > 0).sum())}/{len(log)}"
         assert log["committed_is_optimal"].sum() >= log["greedy_is_optimal"].sum()
-        assert any(line.startswith("| qlearning (") and f"| {seed} | {stable} | {greedy} | {committed} |" in line
+        assert any(line.startswith("| qlearning (")
+                   and f"| {seed} | {stable} | {greedy} | {committed} | {moved} |" in line
                    for line in section.splitlines())
 
 
