@@ -29,6 +29,16 @@ def _opt(default: Any, help: str, **extra: Any) -> Any:
 PROXY_KINDS = ("pruned", "finetune", "rewind")
 RETRAINING_KINDS = PROXY_KINDS[1:]
 COMMIT_RULES = ("climb", "best", "greedy")
+MAX_STATE_HISTORY = 4
+
+
+def state_sizes(n_layers: int, n_accuracy_buckets: int, n_sparsity_buckets: int, n_actions: int,
+                history: int) -> tuple[int, ...]:
+    """The Q-table's state layout (docs/design.md, section 2): layer 0..n_layers (n_layers: terminal), accuracy
+    bucket, sparsity bucket, then the actions of up to `history` layers before, nearest first (index n_actions:
+    no layer there). More history than n_layers - 1 layers adds nothing, so it is capped there."""
+    kept = max(0, min(history, n_layers - 1))
+    return (n_layers + 1, n_accuracy_buckets, n_sparsity_buckets, *([n_actions + 1] * kept))
 
 
 @dataclass(frozen=True)
@@ -118,6 +128,9 @@ class QLearningConfig:
     commit: str = _opt("climb", "the plan a round commits: greedy (Q's greedy plan), best (the plan of highest return "
                        "among the greedy plan and every plan the round's episodes played) or climb (best, then "
                        "changed one layer's action at a time while the return rises)")
+    state_history: int = _opt(0, "actions of the layers just before kept in the state (0: the state is (layer, accuracy "
+                              "bucket, sparsity bucket); n_layers - 1 or more: a state names its whole plan prefix, "
+                              "so no two plans share Q-values; the table grows (actions + 1)x per layer kept)")
 
     def validate(self) -> None:
         check_fields(self, "qlearning")
@@ -371,6 +384,8 @@ RULES: dict[str, Rule] = {
     "qlearning.proxy_candidates": _COUNT,
     "qlearning.init_qtable": _TEXT,
     "qlearning.commit": Rule(str, choices=COMMIT_RULES),
+    # Beyond a few layers the table outgrows memory on deep networks ((actions + 1)^history rows per cell).
+    "qlearning.state_history": Rule(int, 0, MAX_STATE_HISTORY),
     "rounds": _NON_NEGATIVE,
     "data_dir": _TEXT,
     "device": Rule(str, choices=("auto", "cpu", "cuda")),

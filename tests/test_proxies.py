@@ -296,3 +296,38 @@ def test_a_run_logs_the_committed_plan_against_the_optimum(tmp_path, tiny):
     assert (log["committed_is_optimal"] == (log["committed_discounted_return"]
                                             >= log["optimal_discounted_return"] - 1e-9)).all()
     assert (log["plans_played"] >= 1).all()
+
+
+def test_previous_actions_in_the_state_remove_the_aliasing_and_the_greedy_plan_reaches_the_optimum():
+    aliased = PruningEnv(AliasedEvaluator(), 2, (0.5,), (0.01,), target_accuracy=0.9, target_sparsity=0.6)
+    env = PruningEnv(AliasedEvaluator(), 2, (0.5,), (0.01,), target_accuracy=0.9, target_sparsity=0.6, history=1)
+    assert env.space.n_states == aliased.space.n_states * 3  # one more dimension: action 0, 1 or "no layer"
+    assert env.state_of((0,)) != env.state_of((1,))
+    assert PruningEnv(AliasedEvaluator(), 2, (0.5,), (0.01,), target_accuracy=0.9, target_sparsity=0.6,
+                      history=4).space.sizes == env.space.sizes  # capped at n_layers - 1
+    optimum, value = exact_optimum(env, 0.9, 100)
+    assert (optimum, value) == exact_optimum(aliased, 0.9, 100)  # the same MDP: rewards do not see the state
+    for history, environment in ((0, aliased), (1, env)):
+        agent = QLearningAgent(environment.space.n_states, 2, alpha=make_schedule("constant", 0.1),
+                               epsilon=make_schedule("linear", 1.0, 0.0, 300), gamma=0.9, seed=0)
+        for _ in range(400):
+            agent.run_episode(environment, max_steps=2)
+        greedy = greedy_rollout(environment, agent.table.values)[0]
+        assert (greedy == optimum) == (history == 1), history
+
+
+def test_a_run_with_state_history_plans_heatmaps_and_rejects_a_table_of_another_history(tmp_path, tiny):
+    from mdp_prune import viz
+
+    run = run_imp(_q(tiny, rounds=1, **{"qlearning.state_history": 1}), tmp_path / "h1", progress=False)
+    table = QTable.load(paths.qtable_file(run, paths.qtable_rounds(run)[-1]))
+    plain = run_imp(_q(tiny, rounds=1), tmp_path / "h0", progress=False)
+    base = QTable.load(paths.qtable_file(plain, paths.qtable_rounds(plain)[-1]))
+    assert table.n_states == base.n_states * (len(tiny().prune.actions) + 1)
+    snapshot = viz.qtable_snapshot(run)
+    assert snapshot["values"].shape == base.values.shape
+    assert snapshot["visits"].sum() == table.visits.sum()  # folded, nothing lost
+    viz.qtable_heatmaps(**snapshot)
+    with pytest.raises(UserError, match="state-history"):
+        QLearningPlanner(_q(tiny, **{"qlearning.init_qtable": str(plain), "qlearning.state_history": 1})
+                         )._ensure_agent(table.n_states)

@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import math
+
 import numpy as np
 import pandas as pd
 
+from mdp_prune.config import state_sizes
 from mdp_prune.store import io, paths
 from qtable import Discretizer
 
@@ -38,11 +41,35 @@ def qtable_snapshot(run: str | Path, round_: int | None = None) -> dict[str, Any
     config = io.read_json(run / paths.CONFIG)
     acc = Discretizer(config["qlearning"]["accuracy_edges"])
     sparsity = Discretizer(config["qlearning"]["sparsity_edges"])
-    n_cells = acc.n_buckets * sparsity.n_buckets
+    actions = list(config["prune"]["actions"])
+    history = int(config["qlearning"].get("state_history", 0))
     layers = layer_names(run)
-    n_layers = values.shape[0] // n_cells - 1
+
+    def sizes(n: int) -> tuple[int, ...]:
+        return state_sizes(n, acc.n_buckets, sparsity.n_buckets, len(actions), history)
+
+    n_layers = next((n for n in [len(layers), *range(1, 1000)] if n > 0 and math.prod(sizes(n)) == values.shape[0]),
+                    0)
+    if n_layers == 0:
+        raise ValueError(f"{paths.qtable_file(run, round_)}: {values.shape[0]} states fit no number of layers of "
+                         f"the run's state layout")
     if len(layers) != n_layers:
         layers = [f"layer {i}" for i in range(n_layers)]
+    values, visits = _without_history(values, visits, sizes(n_layers))
     return {"values": values, "visits": visits, "space_sizes": (n_layers + 1, acc.n_buckets, sparsity.n_buckets),
-            "actions": list(config["prune"]["actions"]), "accuracy_labels": acc.labels(),
+            "actions": actions, "accuracy_labels": acc.labels(),
             "sparsity_labels": sparsity.labels(), "layers": layers, "round_": round_}
+
+
+def _without_history(values: np.ndarray, visits: np.ndarray, sizes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """A table whose states keep previous actions (`state_history` > 0), folded onto (layer, accuracy, sparsity)
+    for the heatmaps: visits summed, Q averaged over the previous actions weighted by visits (unvisited: plain
+    mean)."""
+    if len(sizes) == 3:
+        return values, visits
+    n_actions, cells = values.shape[1], math.prod(sizes[:3])
+    q = values.reshape(cells, -1, n_actions)
+    n = visits.reshape(cells, -1, n_actions)
+    total = n.sum(1)
+    weighted = np.where(total > 0, (q * n).sum(1) / np.maximum(total, 1), q.mean(1))
+    return weighted, total

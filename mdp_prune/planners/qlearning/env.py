@@ -1,7 +1,7 @@
 """The pruning MDP of one IMP round as a Gymnasium environment (docs/design.md, section 2).
 
-An episode walks the prunable layers in order. In state (layer l, accuracy-drop bucket, sparsity bucket) the
-action is an index into a fixed, ordered set of fractions: the share of layer l's remaining weights to prune.
+An episode walks the prunable layers in order. In state (layer l, accuracy-drop bucket, sparsity bucket, and
+optionally the actions of the layers just before) the action is an index into a fixed, ordered set of fractions: the share of layer l's remaining weights to prune.
 Each step prunes a *copy* of the round's committed mask and scores it with a proxy: the accuracy of the
 trained weights under that mask on a fixed validation subset, without retraining. The trained weights and the
 committed mask are never modified, and repeated plans are answered from a cache.
@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from mdp_prune.config import state_sizes
 from mdp_prune.engine import pruning
 from qtable import Discretizer, StateSpace
 
@@ -102,21 +103,26 @@ def purl_reward(accuracy: float, sparsity: float, target_accuracy: float, target
 
 
 class PruningEnv(gym.Env):
-    """One round's pruning MDP. Observations are flat state indices of (layer, accuracy bucket, sparsity bucket);
-    layer index `n_layers` marks the terminal state."""
+    """One round's pruning MDP. Observations are flat state indices of (layer, accuracy bucket, sparsity bucket,
+    then the last `history` actions: `config.state_sizes`); layer index `n_layers` marks the terminal state.
+
+    With history 0 plans whose prefixes fall into the same buckets share a state (aliasing), so Q cannot always
+    represent the round's optimum; history n_layers - 1 makes every state a distinct plan prefix."""
 
     metadata: dict[str, Any] = {"render_modes": []}
 
     def __init__(self, evaluator: Evaluator, n_actions: int, accuracy_edges: Sequence[float],
                  sparsity_edges: Sequence[float], target_accuracy: float, target_sparsity: float,
-                 beta: float = 1.0, reward_evaluator: Evaluator | None = None) -> None:
+                 beta: float = 1.0, reward_evaluator: Evaluator | None = None, history: int = 0) -> None:
         self.evaluator = evaluator
         # States describe a plan with the cheap proxy; the reward may judge it with a retraining-aware one.
         self.reward_evaluator = reward_evaluator or evaluator
         self.accuracy_bucket = Discretizer(accuracy_edges, "accuracy drop")
         self.sparsity_bucket = Discretizer(sparsity_edges, "weights remaining")
-        self.space = StateSpace((evaluator.n_layers + 1, self.accuracy_bucket.n_buckets,
-                                 self.sparsity_bucket.n_buckets))
+        self.n_actions = n_actions
+        self.space = StateSpace(state_sizes(evaluator.n_layers, self.accuracy_bucket.n_buckets,
+                                            self.sparsity_bucket.n_buckets, n_actions, history))
+        self.history = len(self.space.sizes) - 3
         self.observation_space = gym.spaces.Discrete(self.space.n_states)
         self.action_space = gym.spaces.Discrete(n_actions)
         self.target_accuracy = target_accuracy
@@ -127,8 +133,9 @@ class PruningEnv(gym.Env):
 
     def state_of(self, plan: tuple[int, ...]) -> int:
         drop = self.reference_accuracy - self.evaluator.accuracy(plan)
+        previous = [plan[-1 - i] if i < len(plan) else self.n_actions for i in range(self.history)]
         return self.space.index((len(plan), self.accuracy_bucket(drop),
-                                 self.sparsity_bucket(self.evaluator.remaining(plan))))
+                                 self.sparsity_bucket(self.evaluator.remaining(plan)), *previous))
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[int, dict]:
         super().reset(seed=seed)

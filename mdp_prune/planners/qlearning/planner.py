@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mdp_prune.config import RETRAINING_KINDS, RunConfig
+from mdp_prune.config import RETRAINING_KINDS, RunConfig, state_sizes
 from mdp_prune.engine import pruning
 from mdp_prune.engine.training import derive_seed
 from mdp_prune.errors import UserError
@@ -120,12 +120,14 @@ class QLearningPlanner(Planner):
         env = PruningEnv(evaluator, len(self.config.prune.actions), self.q.accuracy_edges, self.q.sparsity_edges,
                          target_accuracy=self.q.target_accuracy * self.dense_proxy_accuracy,
                          target_sparsity=self._target_sparsity(ctx), beta=self.q.beta,
-                         reward_evaluator=reward_evaluator)
+                         reward_evaluator=reward_evaluator, history=self.q.state_history)
         self._ensure_agent(env.space.n_states)
         return env, evaluator
 
     def _n_states(self, ctx: RoundContext) -> int:
-        return (len(ctx.masks) + 1) * (len(self.q.accuracy_edges) + 1) * (len(self.q.sparsity_edges) + 1)
+        sizes = state_sizes(len(ctx.masks), len(self.q.accuracy_edges) + 1, len(self.q.sparsity_edges) + 1,
+                            len(self.config.prune.actions), self.q.state_history)
+        return math.prod(sizes)
 
     def _free_target_sparsity(self) -> float:
         """T_P in free mode: never short of the run's own target, or the reward would stop asking for sparsity
@@ -191,7 +193,7 @@ class QLearningPlanner(Planner):
         if table.values.shape != expected:
             raise UserError(f"--init-qtable: {tables[-1]} holds a {table.values.shape[0]}x{table.values.shape[1]} "
                               f"Q-table, this run needs {expected[0]}x{expected[1]} (other layers, actions or "
-                              "bucket edges)")
+                              "bucket edges, or another --state-history)")
         return table.values
 
     # -- the planner protocol ---------------------------------------------------------------------------------
