@@ -128,9 +128,9 @@ class QLearningConfig:
     commit: str = _opt("climb", "the plan a round commits: greedy (Q's greedy plan), best (the plan of highest return "
                        "among the greedy plan and every plan the round's episodes played) or climb (best, then "
                        "changed one layer's action at a time while the return rises)")
-    state_history: int = _opt(0, "actions of the layers just before kept in the state (0: the state is (layer, accuracy "
-                              "bucket, sparsity bucket); n_layers - 1 or more: a state names its whole plan prefix, "
-                              "so no two plans share Q-values; the table grows (actions + 1)x per layer kept)")
+    state_history: int = _opt(0, "actions of the layers just before kept in the state (0: the state is (layer, "
+                              "accuracy bucket, sparsity bucket); n_layers - 1 or more: a state names its whole plan "
+                              "prefix, so no two plans share Q-values; the table grows (actions + 1)x per layer kept)")
 
     def validate(self) -> None:
         check_fields(self, "qlearning")

@@ -1,7 +1,8 @@
 """The pruning MDP of one IMP round as a Gymnasium environment (docs/design.md, section 2).
 
 An episode walks the prunable layers in order. In state (layer l, accuracy-drop bucket, sparsity bucket, and
-optionally the actions of the layers just before) the action is an index into a fixed, ordered set of fractions: the share of layer l's remaining weights to prune.
+optionally the actions of the layers just before) the action is an index into a fixed, ordered set of fractions:
+the share of layer l's remaining weights to prune.
 Each step prunes a *copy* of the round's committed mask and scores it with a proxy: the accuracy of the
 trained weights under that mask on a fixed validation subset, without retraining. The trained weights and the
 committed mask are never modified, and repeated plans are answered from a cache.
