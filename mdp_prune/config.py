@@ -91,7 +91,8 @@ class QLearningConfig:
     """The pruning MDP and its tabular Q-learning (docs/design.md, section 2); used by `--planner qlearning`."""
 
     episodes: int = _opt(600, "Q-learning episodes per round (one episode walks every prunable layer)")
-    alpha: float = _opt(0.5, "learning rate alpha of the Q update (start value of its schedule)")
+    alpha: float = _opt(1.0, "learning rate alpha of the Q update (start value of its schedule; within a round the MDP "
+                        "is deterministic, so 1 makes Q(s, a) its backed-up value at once)")
     alpha_schedule: str = _opt("constant", "alpha schedule over a round's episodes: constant, linear, exponential")
     alpha_end: float = _opt(0.01, "final alpha of a linear or exponential schedule")
     gamma: float = _opt(0.9, "discount gamma")
@@ -100,7 +101,8 @@ class QLearningConfig:
     epsilon_end: float = _opt(0.0, "final epsilon of a linear or exponential schedule")
     explore_fraction: float = _opt(0.8, "share of a round's episodes over which linear schedules decay")
     decay: float = _opt(0.98, "per-episode factor of exponential schedules")
-    initial_q: float = _opt(-1.0, "initial value of every Q(s, a); rewards are at most 0, so 0 would be optimistic")
+    initial_q: float = _opt(0.0, "initial value of every Q(s, a); rewards are at most 0, so 0 is optimistic: every "
+                            "action looks best until tried, and the greedy episodes go on exploring")
     accuracy_edges: tuple[float, ...] = _opt(
         (0.005, 0.01, 0.02, 0.05, 0.1, 0.2), "bucket edges of the proxy accuracy drop below the round's unpruned one"
     )
@@ -128,7 +130,7 @@ class QLearningConfig:
     commit: str = _opt("climb", "the plan a round commits: greedy (Q's greedy plan), best (the plan of highest return "
                        "among the greedy plan and every plan the round's episodes played) or climb (best, then "
                        "changed one layer's action at a time while the return rises)")
-    state_history: int = _opt(0, "actions of the layers just before kept in the state (0: the state is (layer, "
+    state_history: int = _opt(2, "actions of the layers just before kept in the state (0: the state is (layer, "
                               "accuracy bucket, sparsity bucket); n_layers - 1 or more: a state names its whole plan "
                               "prefix, so no two plans share Q-values; the table grows (actions + 1)x per layer kept)")
 
@@ -198,8 +200,10 @@ def train_hash(train: TrainConfig) -> str:
 
 # A changed default must not rename or orphan existing run folders: the hash compares such a field with the
 # default it had when the folders were first written, not with today's. (qlearning.commit became `climb` on
-# 2026-12-03; runs of the former default `best` keep their folders, and `climb` runs get new ones.)
-HASH_DEFAULTS: dict[str, dict[str, Any]] = {"qlearning": {"commit": "best"}}
+# 2026-12-03, and alpha 1, initial_q 0 and state_history 2 the same day — before state_history existed its value
+# was 0; runs of the former defaults keep their folders, and runs of the new ones get new folders.)
+HASH_DEFAULTS: dict[str, dict[str, Any]] = {
+    "qlearning": {"commit": "best", "alpha": 0.5, "initial_q": -1.0, "state_history": 0}}
 
 
 def non_default_fields(obj: Any, baseline: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -30,7 +30,8 @@ def test_every_field_has_a_rule_and_its_default_obeys_it():
 
 
 # -- hashes of valid configurations are unchanged (computed before validation was tightened; the Q-planner's
-#    rows since qlearning.commit's default became climb) --------------------------------------------------------
+#    rows since qlearning's defaults became commit climb, alpha 1,
+#    initial_q 0 and state_history 2) --------------------------------------------------------
 
 TINY = {"train.model": "mlp", "train.hidden_sizes": (32, 16), "train.train_iterations": 40, "train.eval_every": 10,
         "train.batch_size": 32, "rounds": 3, "device": "cpu"}
@@ -40,26 +41,26 @@ HASHES = [  # (name, settings, RunConfig.hash(), train_hash)
     ("random", {"prune.planner": "random"}, "11410179bed2", "44136fa355b3"),
     ("lamp", {"prune.planner": "lamp"}, "2dbfb703e0d9", "44136fa355b3"),
     ("erk", {"prune.planner": "erk"}, "f4c4decdde10", "44136fa355b3"),
-    ("qlearning", {"prune.planner": "qlearning"}, "7cabe10ba855", "44136fa355b3"),
+    ("qlearning", {"prune.planner": "qlearning"}, "030a98f8963c", "44136fa355b3"),
     ("lenet", PRESETS["lenet"], "6ddb3c8edd72", "76176921f40d"),
-    ("lenet+q", {**PRESETS["lenet"], "prune.planner": "qlearning"}, "e72c0df23aa8", "76176921f40d"),
+    ("lenet+q", {**PRESETS["lenet"], "prune.planner": "qlearning"}, "093ab8d950d4", "76176921f40d"),
     ("conv2", PRESETS["conv2"], "542565581228", "4c0e1fd9c5f5"),
-    ("conv2+q", {**PRESETS["conv2"], "prune.planner": "qlearning"}, "02b9bc758150", "4c0e1fd9c5f5"),
+    ("conv2+q", {**PRESETS["conv2"], "prune.planner": "qlearning"}, "851516b17124", "4c0e1fd9c5f5"),
     ("conv4", PRESETS["conv4"], "42c4a3cb4af0", "40b14f8813b9"),
-    ("conv4+q", {**PRESETS["conv4"], "prune.planner": "qlearning"}, "778e93ca68bd", "40b14f8813b9"),
+    ("conv4+q", {**PRESETS["conv4"], "prune.planner": "qlearning"}, "a2fe710ea3f5", "40b14f8813b9"),
     ("conv6", PRESETS["conv6"], "ce17d29e73ef", "47686c0dbf0f"),
-    ("conv6+q", {**PRESETS["conv6"], "prune.planner": "qlearning"}, "2b7827d42431", "47686c0dbf0f"),
+    ("conv6+q", {**PRESETS["conv6"], "prune.planner": "qlearning"}, "9ba9e98c01e8", "47686c0dbf0f"),
     ("tiny", TINY, "21e69b20761b", "36272bb83027"),
     ("tiny+q", {**TINY, "prune.planner": "qlearning", "qlearning.alpha": 0.7, "qlearning.budget": "lt"},
-     "9d78a4aad231", "36272bb83027"),
+     "fa70c9a62a76", "36272bb83027"),
     ("ints for floats", {"train.lr": 1, "prune.actions": [0, 0.5], "prune.planner": "qlearning", "qlearning.beta": 2,
                          "qlearning.accuracy_edges": [0.01, 0.1], "train.hidden_sizes": [16]},
-     "5358b331b5ee", "5f11666dbdf8"),
+     "6e00c26cd0e7", "5f11666dbdf8"),
     ("many", {"prune.planner": "qlearning", "train.optimizer": "sgd", "train.momentum": 0.5, "train.seed": 7,
               "qlearning.alpha_schedule": "exponential", "qlearning.decay": 0.9, "qlearning.feedback": False,
               "qlearning.initial_q": 0.0, "qlearning.proxy": "pruned", "qlearning.target_accuracy": 0.99,
               "prune.target_remaining": 0.04, "train.rewind_iteration": 10},
-     "95f05fc2e192", "f88feb6bee07"),
+     "519a1c26d5a3", "f88feb6bee07"),
 ]
 
 
@@ -71,18 +72,25 @@ def test_valid_configurations_validate_and_keep_their_hashes(name, settings, run
 
 
 def test_a_changed_default_keeps_the_folders_of_runs_made_under_the_old_one(tmp_path):
-    """qlearning.commit's default became climb: a run folder of the former default (explicit, or a config.json
-    written before the field existed) keeps its name, and climb runs get folders of their own."""
+    """qlearning's defaults changed (commit best -> climb; alpha 0.5 -> 1, initial_q -1 -> 0, state_history, a new
+    field, 0 -> 2): a run folder of the former defaults (explicit, or a config.json written before the fields
+    existed) keeps its name, and runs of the new defaults get folders of their own."""
     settings = {**PRESETS["lenet"], "prune.planner": "qlearning"}
-    best = RunConfig().replace(**settings, **{"qlearning.commit": "best"})
+    former = {"qlearning.commit": "best", "qlearning.alpha": 0.5, "qlearning.initial_q": -1.0,
+              "qlearning.state_history": 0}
+    best = RunConfig().replace(**settings, **former)
     assert best.hash() == "1159187dd30d"  # the lenet+q folder of the time when best was the default
-    assert RunConfig().replace(**settings).hash() not in (best.hash(), "")
+    climb = RunConfig().replace(**settings, **{**former, "qlearning.commit": "climb"})
+    assert climb.hash() == "e72c0df23aa8"  # ... and of the time when climb was, before alpha and the rest changed
+    assert RunConfig().replace(**settings).hash() not in (best.hash(), climb.hash(), "")
     old = best.to_dict()
-    del old["qlearning"]["commit"]
+    del old["qlearning"]["commit"], old["qlearning"]["state_history"]
     (tmp_path / "config.json").write_text(json.dumps(old))
     stored = io.read_config(tmp_path)
-    assert stored.qlearning.commit == "best" and stored.hash() == best.hash()
-    assert RunConfig.from_dict(old).qlearning.commit == "climb"  # a user's settings: today's defaults
+    assert (stored.qlearning.commit, stored.qlearning.state_history) == ("best", 0)
+    assert stored.hash() == best.hash()
+    user = RunConfig.from_dict(old).qlearning  # a user's settings: today's defaults
+    assert (user.commit, user.state_history) == ("climb", 2)
 
 
 @pytest.mark.parametrize("name", builtin_grids())

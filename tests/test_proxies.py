@@ -321,7 +321,7 @@ def test_a_run_with_state_history_plans_heatmaps_and_rejects_a_table_of_another_
 
     run = run_imp(_q(tiny, rounds=1, **{"qlearning.state_history": 1}), tmp_path / "h1", progress=False)
     table = QTable.load(paths.qtable_file(run, paths.qtable_rounds(run)[-1]))
-    plain = run_imp(_q(tiny, rounds=1), tmp_path / "h0", progress=False)
+    plain = run_imp(_q(tiny, rounds=1, **{"qlearning.state_history": 0}), tmp_path / "h0", progress=False)
     base = QTable.load(paths.qtable_file(plain, paths.qtable_rounds(plain)[-1]))
     assert table.n_states == base.n_states * (len(tiny().prune.actions) + 1)
     snapshot = viz.qtable_snapshot(run)
