@@ -37,18 +37,18 @@ def qtable_snapshot(run: str | Path, round_: int | None = None) -> dict[str, Any
     round_ = saved[-1] if round_ is None else int(round_)
     with np.load(paths.qtable_file(run, round_)) as npz:
         values, visits = np.array(npz["values"]), np.array(npz["visits"])
-    config = io.read_json(run / paths.CONFIG)
-    acc = Discretizer(config["qlearning"]["accuracy_edges"])
-    sparsity = Discretizer(config["qlearning"]["sparsity_edges"])
-    actions = list(config["prune"]["actions"])
-    history = int(config["qlearning"].get("state_history", 0))
+    # read_config, not the raw JSON: a config.json written before state_history existed reads as its value then.
+    config = io.read_config(run)
+    acc = Discretizer(config.qlearning.accuracy_edges)
+    sparsity = Discretizer(config.qlearning.sparsity_edges)
+    actions = list(config.prune.actions)
     layers = layer_names(run)
 
     def sizes(n: int) -> tuple[int, ...]:
-        return state_sizes(n, acc.n_buckets, sparsity.n_buckets, len(actions), history)
+        return state_sizes(n, acc.n_buckets, sparsity.n_buckets, len(actions), config.qlearning.state_history)
 
-    n_layers = next((n for n in [len(layers), *range(1, 1000)] if n > 0 and math.prod(sizes(n)) == values.shape[0]),
-                    0)
+    # The number of states grows with the number of layers, so at most one count fits the table.
+    n_layers = next((n for n in range(1, 1000) if math.prod(sizes(n)) == values.shape[0]), 0)
     if n_layers == 0:
         raise ValueError(f"{paths.qtable_file(run, round_)}: {values.shape[0]} states fit no number of layers of "
                          f"the run's state layout")
