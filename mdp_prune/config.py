@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mdp_prune.errors import UserError
-from qtable import SCHEDULE_KINDS
+from qtable import SCHEDULE_KINDS, Discretizer
 
 
 def _opt(default: Any, help: str, **extra: Any) -> Any:
@@ -133,6 +133,11 @@ class QLearningConfig:
     state_history: int = _opt(2, "actions of the layers just before kept in the state (0: the state is (layer, "
                               "accuracy bucket, sparsity bucket); n_layers - 1 or more: a state names its whole plan "
                               "prefix, so no two plans share Q-values; the table grows (actions + 1)x per layer kept)")
+
+    def state_sizes(self, n_layers: int, n_actions: int) -> tuple[int, ...]:
+        """This configuration's Q-table state layout for a network of `n_layers` prunable layers."""
+        return state_sizes(n_layers, Discretizer(self.accuracy_edges).n_buckets,
+                           Discretizer(self.sparsity_edges).n_buckets, n_actions, self.state_history)
 
     def validate(self) -> None:
         check_fields(self, "qlearning")

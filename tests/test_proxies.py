@@ -324,6 +324,9 @@ def test_a_run_with_state_history_plans_heatmaps_and_rejects_a_table_of_another_
     plain = run_imp(_q(tiny, rounds=1, **{"qlearning.state_history": 0}), tmp_path / "h0", progress=False)
     base = QTable.load(paths.qtable_file(plain, paths.qtable_rounds(plain)[-1]))
     assert table.n_states == base.n_states * (len(tiny().prune.actions) + 1)
+    config = _q(tiny, **{"qlearning.state_history": 1})
+    n_layers = len(viz.layer_names(run))
+    assert np.prod(config.qlearning.state_sizes(n_layers, len(config.prune.actions))) == table.n_states
     snapshot = viz.qtable_snapshot(run)
     assert snapshot["values"].shape == base.values.shape
     assert snapshot["visits"].sum() == table.visits.sum()  # folded, nothing lost

@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mdp_prune.config import state_sizes
 from mdp_prune.store import io, paths
 from qtable import Discretizer
 
@@ -45,7 +44,7 @@ def qtable_snapshot(run: str | Path, round_: int | None = None) -> dict[str, Any
     layers = layer_names(run)
 
     def sizes(n: int) -> tuple[int, ...]:
-        return state_sizes(n, acc.n_buckets, sparsity.n_buckets, len(actions), config.qlearning.state_history)
+        return config.qlearning.state_sizes(n, len(actions))
 
     # The number of states grows with the number of layers, so at most one count fits the table.
     n_layers = next((n for n in range(1, 1000) if math.prod(sizes(n)) == values.shape[0]), 0)

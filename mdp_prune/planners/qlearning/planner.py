@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mdp_prune.config import RETRAINING_KINDS, RunConfig, state_sizes
+from mdp_prune.config import RETRAINING_KINDS, RunConfig
 from mdp_prune.engine import pruning
 from mdp_prune.engine.training import derive_seed
 from mdp_prune.errors import UserError
@@ -125,9 +125,7 @@ class QLearningPlanner(Planner):
         return env, evaluator
 
     def _n_states(self, ctx: RoundContext) -> int:
-        sizes = state_sizes(len(ctx.masks), len(self.q.accuracy_edges) + 1, len(self.q.sparsity_edges) + 1,
-                            len(self.config.prune.actions), self.q.state_history)
-        return math.prod(sizes)
+        return math.prod(self.q.state_sizes(len(ctx.masks), len(self.config.prune.actions)))
 
     def _free_target_sparsity(self) -> float:
         """T_P in free mode: never short of the run's own target, or the reward would stop asking for sparsity
