@@ -162,6 +162,13 @@ def environments_note(run_dirs: Sequence[Path]) -> str | None:
             "configuration gives other figures in each, so differences between them include that")
 
 
+def _median_seconds(log: pd.DataFrame, column: str) -> str:
+    """The median of a logged duration; '–' when the run did not log it (older runs, or nothing enumerated)."""
+    if column not in log.columns or log[column].isna().all():
+        return "–"
+    return f"{log[column].median():.2f}"
+
+
 def _rounds_where(log: pd.DataFrame, column: str) -> str:
     """'k/n' rounds where a logged flag holds; '–' when the run did not log it (older runs, or a plan space too
     large to enumerate)."""
@@ -200,7 +207,8 @@ def convergence(run_dirs: Sequence[Path]) -> pd.DataFrame:
                      "max |ΔQ|, first episode (median)": f"{log['first_max_abs_dq'].median():.1e}",
                      "max |ΔQ|, last episode (median)": f"{log['final_max_abs_dq'].median():.1e}",
                      "max |ΔQ|, last episode (worst round)": f"{log['final_max_abs_dq'].max():.1e}",
-                     "planner seconds per round (median)": f"{log['seconds'].median():.2f}"})
+                     "planner seconds per round (median)": f"{log['seconds'].median():.2f}",
+                     "of which the exact optimum (median)": _median_seconds(log, "optimum_seconds")})
     if not rows:
         raise UserError("none of these folders holds a Q-learning run (no qlearning_rounds.csv)")
     return pd.DataFrame(rows)

@@ -296,6 +296,7 @@ def test_a_run_logs_the_committed_plan_against_the_optimum(tmp_path, tiny):
     assert (log["committed_is_optimal"] == (log["committed_discounted_return"]
                                             >= log["optimal_discounted_return"] - 1e-9)).all()
     assert (log["plans_played"] >= 1).all()
+    assert ((log["optimum_seconds"] > 0) & (log["optimum_seconds"] <= log["seconds"])).all()
 
 
 def test_previous_actions_in_the_state_remove_the_aliasing_and_the_greedy_plan_reaches_the_optimum():
