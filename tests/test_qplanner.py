@@ -1,14 +1,17 @@
 import itertools
+from collections import OrderedDict
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
+from torch import nn
 
 from mdp_prune.engine import pruning
-from mdp_prune.engine.models import prunable_weights
+from mdp_prune.engine.models import build_model, prunable_weights
 from mdp_prune.experiments.imp import Setup, run_imp
+from mdp_prune.planners.proxies import all_prefixes
 from mdp_prune.planners.qlearning.env import ProxyEvaluator, PruningEnv, greedy_rollout, purl_reward
 from mdp_prune.planners.qlearning.planner import match_budget
 from mdp_prune.store import paths
@@ -124,6 +127,30 @@ def test_proxy_masks_equal_magnitude_prune_for_the_same_plan(proxy, ties):
         got = evaluator.plan_masks(plan)
         assert all(torch.equal(got[n], expected[n]) for n in evaluator.names), plan
         assert evaluator.remaining(plan) == pruning.remaining(expected)[0]
+
+
+@pytest.mark.parametrize("model_name", ["mlp", "conv2"])
+def test_plan_tree_sweep_equals_plan_by_plan_evaluation_bit_for_bit(model_name):
+    """`accuracies` shares the forward pass over plan prefixes (a conv net's plan tree would otherwise cost one
+    full forward per prefix); it must score every plan exactly as `accuracy` does, and count each once."""
+    model = build_model(model_name, (1, 8, 8), 10, (12, 8), seed=0)
+    weights = {n: w.detach() for n, w in prunable_weights(model).items()}
+    masks = pruning.magnitude_prune(weights, pruning.ones_like(weights), {n: 0.3 for n in weights})
+    x, y = torch.randn(64, 1, 8, 8, generator=torch.Generator().manual_seed(1)), torch.arange(64) % 10
+    actions = (0.0, 0.5, 0.9)
+    plans = all_prefixes(len(weights), len(actions))
+    swept = ProxyEvaluator(model, weights, masks, actions, x, y)
+    one_by_one = ProxyEvaluator(model, weights, masks, actions, x, y)
+    values = swept.accuracies(plans)
+    assert values == [one_by_one.accuracy(p) for p in plans]
+    assert len(set(values)) > 3  # the plans really differ, so equality is not trivial
+    assert swept.evaluations == len(plans) == swept.lookups
+    assert swept.accuracies(plans[:5]) == values[:5] and swept.evaluations == len(plans)  # cached
+    # A model that is not such a Sequential is scored plan by plan, with the same result.
+    wrapped = nn.Sequential(OrderedDict(body=model))
+    nested = ProxyEvaluator(wrapped, {f"body.{n}": w for n, w in weights.items()},
+                            {f"body.{n}": m for n, m in masks.items()}, actions, x, y)
+    assert nested.accuracies(plans[:40]) == values[:40]
 
 
 def test_match_budget_removes_exactly_the_budget_and_keeps_the_allocation():

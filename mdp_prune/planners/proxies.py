@@ -94,6 +94,7 @@ class RetrainedProxy:
             pool = all_prefixes(self.n_layers, n_actions)
         else:  # the same fraction in every layer, one plan per action
             pool = [tuple([a] * self.n_layers) for a in range(n_actions)]
+        cheap.accuracies(pool)  # in one sweep of the plan tree, which shares the forward pass over prefixes
         self._kept_total = kept
         largest = max(self._removed_share(p) for p in pool)
         self._width = largest / n_candidates if largest > 0 else 1.0

@@ -93,8 +93,68 @@ class ProxyEvaluator:
             self.model.eval()
             logits = functional_call(self.model, params, (self.x,))
             self.model.train(was_training)
-            self._accuracy[plan] = (logits.argmax(1) == self.y).float().mean().item()
+            self._accuracy[plan] = self._score(logits)
         return self._accuracy[plan]
+
+    def _score(self, logits: torch.Tensor) -> float:
+        return (logits.argmax(1) == self.y).float().mean().item()
+
+    @torch.no_grad()
+    def accuracies(self, plans: Sequence[tuple[int, ...]]) -> list[float]:
+        """`accuracy` of many plans, equal to it bit for bit. Plans that share a prefix share the forward pass
+        up to the first layer they differ in: each layer runs once per distinct prefix that reaches it (for a
+        5-layer conv net's 9,331 prefixes its second convolution runs 43 times instead of 9,331). Only for an
+        `nn.Sequential` whose prunable layers are its own children; any other model is evaluated plan by plan."""
+        plans = [tuple(p) for p in plans]
+        todo = set(plans) - self._accuracy.keys()
+        stages = self._stages() if todo else None
+        if stages is None:
+            return [self.accuracy(p) for p in plans]
+        head, layers = stages
+        needed = {p[:k] for p in todo for k in range(len(p) + 1)}
+        was_training = self.model.training
+        self.model.eval()
+        self._evaluate_tree((), head(self.x), layers, todo, needed)
+        self.model.train(was_training)
+        self.lookups += len(plans)
+        return [self._accuracy[p] for p in plans]
+
+    def _stages(self) -> tuple[nn.Module, list[tuple[nn.Module, list[nn.Module]]]] | None:
+        """The model cut before each prunable layer: the modules ahead of the first one, then per prunable
+        layer the layer and the modules that follow it up to the next one (None: not such a Sequential)."""
+        if not isinstance(self.model, nn.Sequential):
+            return None
+        children = list(self.model.named_children())
+        starts = [i for i, (name, _) in enumerate(children) if name in self.names]
+        if [children[i][0] for i in starts] != self.names:
+            return None
+        ends = [*starts[1:], len(children)]
+        layers = [(children[s][1], [m for _, m in children[s + 1:e]]) for s, e in zip(starts, ends, strict=True)]
+        return nn.Sequential(*[m for _, m in children[: starts[0]]]), layers
+
+    def _through(self, layers: list, layer: int, mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        module, after = layers[layer]
+        x = functional_call(module, {"weight": self.weights[self.names[layer]] * mask}, (x,))
+        for m in after:
+            x = m(x)
+        return x
+
+    def _evaluate_tree(self, prefix: tuple[int, ...], inputs: torch.Tensor, layers: list, todo: set,
+                       needed: set) -> None:
+        """Depth first through the plan tree, so that only one activation per layer is held: `inputs` enter
+        layer len(prefix) with `prefix`'s masks applied before it."""
+        depth = len(prefix)
+        if prefix in todo:
+            x = inputs
+            for layer in range(depth, self.n_layers):  # later layers keep the committed mask
+                x = self._through(layers, layer, self.masks[self.names[layer]], x)
+            self.evaluations += 1
+            self._accuracy[prefix] = self._score(x)
+        for action in range(len(self.actions)):
+            child = (*prefix, action)
+            if child in needed:
+                self._evaluate_tree(child, self._through(layers, depth, self.layer_mask(depth, action), inputs),
+                                    layers, todo, needed)
 
 
 def purl_reward(accuracy: float, sparsity: float, target_accuracy: float, target_sparsity: float,

@@ -28,7 +28,13 @@ from mdp_prune.engine import pruning
 from mdp_prune.engine.training import derive_seed
 from mdp_prune.errors import UserError
 from mdp_prune.planners.base import Planner, RoundContext
-from mdp_prune.planners.proxies import MAX_ENUMERATED_PLANS, RetrainedProxy, proxy_iterations
+from mdp_prune.planners.proxies import (
+    MAX_ENUMERATED_PLANS,
+    RetrainedProxy,
+    all_prefixes,
+    plan_space_size,
+    proxy_iterations,
+)
 from mdp_prune.planners.qlearning.env import (
     ProxyEvaluator,
     PruningEnv,
@@ -227,6 +233,9 @@ class QLearningPlanner(Planner):
                          "greedy_plan": "/".join(f"{self.config.prune.actions[a]:g}" for a in plan)})
         greedy_plan, transitions, greedy_return = greedy_rollout(env, agent.table.values)
         enumerating = time.perf_counter()
+        n_actions = len(self.config.prune.actions)
+        if plan_space_size(evaluator.n_layers, n_actions) <= MAX_ENUMERATED_PLANS:
+            evaluator.accuracies(all_prefixes(evaluator.n_layers, n_actions))  # one sweep, not plan by plan
         optimum = exact_optimum(env, agent.gamma, MAX_ENUMERATED_PLANS)
         optimum_seconds = time.perf_counter() - enumerating
         chosen, climb_moves = greedy_plan, 0
