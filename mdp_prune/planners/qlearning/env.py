@@ -103,7 +103,7 @@ class ProxyEvaluator:
     def accuracies(self, plans: Sequence[tuple[int, ...]]) -> list[float]:
         """`accuracy` of many plans, equal to it bit for bit. Plans that share a prefix share the forward pass
         up to the first layer they differ in: each layer runs once per distinct prefix that reaches it (for a
-        5-layer conv net's 9,331 prefixes its second convolution runs 43 times instead of 9,331). Only for an
+        5-layer conv net's 9,331 prefixes its second convolution runs 37 times instead of 9,331). Only for an
         `nn.Sequential` whose prunable layers are its own children; any other model is evaluated plan by plan."""
         plans = [tuple(p) for p in plans]
         todo = set(plans) - self._accuracy.keys()
@@ -144,17 +144,23 @@ class ProxyEvaluator:
         """Depth first through the plan tree, so that only one activation per layer is held: `inputs` enter
         layer len(prefix) with `prefix`'s masks applied before it."""
         depth = len(prefix)
+        unchanged = None  # layer `depth` under the committed mask: the input of every child that prunes nothing
         if prefix in todo:
             x = inputs
             for layer in range(depth, self.n_layers):  # later layers keep the committed mask
                 x = self._through(layers, layer, self.masks[self.names[layer]], x)
+                unchanged = x if layer == depth else unchanged
             self.evaluations += 1
             self._accuracy[prefix] = self._score(x)
         for action in range(len(self.actions)):
             child = (*prefix, action)
-            if child in needed:
-                self._evaluate_tree(child, self._through(layers, depth, self.layer_mask(depth, action), inputs),
-                                    layers, todo, needed)
+            if child not in needed:
+                continue
+            if unchanged is None or self.pruned_count(depth, action) > 0:
+                outputs = self._through(layers, depth, self.layer_mask(depth, action), inputs)
+            else:
+                outputs = unchanged
+            self._evaluate_tree(child, outputs, layers, todo, needed)
 
 
 def purl_reward(accuracy: float, sparsity: float, target_accuracy: float, target_sparsity: float,
