@@ -14,6 +14,8 @@ SEEDS   ?=
 ROUNDS  ?=
 JOBS    ?= 2
 THREADS ?=
+# Presets whose planner round `make bench` times against training (e.g. BENCH_PRESETS=lenet,conv2).
+BENCH_PRESETS ?= lenet
 GRID_ARGS = --grid $(GRID) --out $(OUT) --n-jobs $(JOBS) $(if $(DATASET),--dataset $(DATASET)) \
 	$(if $(PRESET),--preset $(PRESET)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(ROUNDS),--rounds $(ROUNDS))
 
@@ -39,7 +41,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check .  # the packages, the tests and notebooks/run.py
 
 bench: $(STAMP)  ## speed ratios measured in one run -> bench/results.json
-	$(PY) -m mdp_prune.experiments.bench --out bench $(if $(THREADS),--threads $(THREADS))
+	$(PY) -m mdp_prune.experiments.bench --out bench --planner-presets $(BENCH_PRESETS) $(if $(THREADS),--threads $(THREADS))
 
 gridsearch: $(STAMP)  ## Q-learning hyperparameter grid -> $(OUT)/grid.csv
 	$(PY) -m gridsearch search $(GRID_ARGS)

@@ -77,9 +77,11 @@ def bench_masked_loop(dataset: str, iterations: int, repeats: int) -> dict[str, 
             "engine_iterations_per_s": e, "ratio_engine_to_bare": e / b}
 
 
-def bench_planner(dataset: str, engine_iterations_per_s: float, preset: str = "lenet") -> dict[str, float]:
+def bench_planner(dataset: str, engine_iterations_per_s: float | None, preset: str = "lenet",
+                  rounds: int = 3) -> dict[str, float]:
     """Seconds the Q-learning planner spends on one round (its default episodes, proxy and logs) against the
-    training time of one round of the preset (T - k iterations at the engine's measured speed)."""
+    training time of one round of the preset (T - k iterations at the engine's speed: `engine_iterations_per_s`,
+    or, when None, the speed of the warm-up steps below on the preset's own model)."""
     config = RunConfig().replace(**{**PRESETS[preset], "train.dataset": dataset, "prune.planner": "qlearning",
                                     "device": "cpu"}).validate()
     setup = Setup(config)
@@ -88,11 +90,17 @@ def bench_planner(dataset: str, engine_iterations_per_s: float, preset: str = "l
     masks = pruning.ones_like(prunable_weights(model))
     # A few hundred steps give the planner trained-looking weights; its retraining proxy still trains each
     # candidate for its share of the preset's full round, as in a real run.
-    result = train(model, masks, setup.splits, config.train, setup.order, 0, stop=300)
+    warm_up_iterations = 300
+    results: list[TrainResult] = []
+    warm_up_seconds = _timed(lambda: results.append(
+        train(model, masks, setup.splits, config.train, setup.order, 0, stop=warm_up_iterations)))
+    result = results[0]
+    if engine_iterations_per_s is None:
+        engine_iterations_per_s = warm_up_iterations / warm_up_seconds
     planner = make_planner(config)
     seconds = []
     with tempfile.TemporaryDirectory() as tmp:
-        for round_ in range(3):  # the dense round, then two pruned ones
+        for round_ in range(rounds):  # the dense round, then pruned ones
             retrainer = Retrainer(model, model.state_dict(), rewind, setup.splits, config.train, setup.order)
             ctx = RoundContext(round_, model, {n: w.detach() for n, w in prunable_weights(model).items()}, masks,
                                layer_kinds(model), setup.splits, result, TrainResult(**result.to_dict()), Path(tmp),
@@ -102,11 +110,21 @@ def bench_planner(dataset: str, engine_iterations_per_s: float, preset: str = "l
             fractions = planner.propose(ctx)
             masks = pruning.magnitude_prune(ctx.weights, masks, fractions)
             seconds.append(_clock() - began)
-    preset_iterations = PRESETS[preset]["train.train_iterations"]
-    round_seconds = preset_iterations / engine_iterations_per_s
-    return {"preset": preset, "dataset": dataset, "episodes": config.qlearning.episodes,
-            "planner_seconds_per_round": statistics.median(seconds), "round_training_seconds": round_seconds,
+    round_iterations = config.train.train_iterations - config.train.rewind_iteration
+    round_seconds = round_iterations / engine_iterations_per_s
+    return {"preset": preset, "dataset": dataset, "episodes": config.qlearning.episodes, "rounds": rounds,
+            "layers": len(masks), "planner_seconds_per_round": statistics.median(seconds),
+            "round_training_seconds": round_seconds,
             "ratio_planner_to_training": statistics.median(seconds) / round_seconds}
+
+
+def _presets(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in PRESETS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown preset {', '.join(unknown) or repr(text)}; "
+                                         f"choose from {', '.join(PRESETS)}")
+    return names
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,10 +135,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="alternating repetitions (default: 5)")
     parser.add_argument("--out", type=Path, default=Path("bench"),
                         help=f"folder for {paths.BENCH_RESULTS} (default: bench)")
+    parser.add_argument("--planner-presets", type=_presets, default=["lenet"], metavar="P1,P2",
+                        help="presets whose planner round is timed against their training round (default: lenet; "
+                             f"any of {', '.join(PRESETS)}; conv2 adds about 3 minutes on 2 cores)")
+    parser.add_argument("--planner-rounds", type=int, default=3,
+                        help="planner rounds timed per preset, the dense one first; the median is kept (default: 3)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's own); 1 keeps the ratios meaningful when other jobs "
                              "share the cores, since idle OpenMP threads spin against them")
     args = parser.parse_args(argv)
+    if args.planner_rounds < 1:
+        parser.error(f"--planner-rounds must be at least 1, got {args.planner_rounds}")
     if args.threads is not None:
         if args.threads < 1:
             parser.error(f"--threads must be at least 1, got {args.threads}")
@@ -131,10 +156,14 @@ def main(argv: list[str] | None = None) -> int:
     m = results["masked_loop"]
     print(f"masked training loop, LeNet-300-100, batch 60, {m['dataset']}: engine {m['engine_iterations_per_s']:.0f} "
           f"it/s, bare PyTorch {m['bare_iterations_per_s']:.0f} it/s, ratio {m['ratio_engine_to_bare']:.3f}")
-    results["planner"] = p = bench_planner(args.dataset, m["engine_iterations_per_s"])
-    print(f"Q-learning planner, {p['episodes']} episodes: {p['planner_seconds_per_round']:.2f} s per round against "
-          f"{p['round_training_seconds']:.1f} s of training per {p['preset']} round ({p['dataset']}), ratio "
-          f"{p['ratio_planner_to_training']:.3f}")
+    results["planner"] = {}
+    for preset in args.planner_presets:
+        # LeNet's round is timed at the masked loop's speed above; other models at their own warm-up speed.
+        speed = m["engine_iterations_per_s"] if PRESETS[preset]["train.model"] == "lenet_300_100" else None
+        results["planner"][preset] = p = bench_planner(args.dataset, speed, preset, args.planner_rounds)
+        print(f"Q-learning planner, {p['preset']} ({p['layers']} layers, {p['episodes']} episodes): "
+              f"{p['planner_seconds_per_round']:.2f} s per round against {p['round_training_seconds']:.1f} s of "
+              f"training per round ({p['dataset']}), ratio {p['ratio_planner_to_training']:.3f}")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / paths.BENCH_RESULTS).write_text(json.dumps(results, indent=2) + "\n")
     print(f"written to {args.out / paths.BENCH_RESULTS}")
