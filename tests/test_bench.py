@@ -44,7 +44,8 @@ def test_bench_reports_what_it_timed(tmp_path, monkeypatch, capsys):
 
 
 def test_bench_times_a_conv_preset_at_its_own_warm_up_speed(tmp_path, monkeypatch):
-    """conv2's round is timed at the speed of its own warm-up steps (300 in a fake 4 s: 75 it/s), not LeNet's."""
+    """conv2's round is timed at the speed of its own warm-up steps, not LeNet's: 300 steps in a fake 4 s, less
+    the warm-up's two validation passes of 0.5 s each, is 100 it/s."""
     now = [0.0]
     monkeypatch.setattr(bench, "_clock", lambda: now[0])
     monkeypatch.setattr(bench, "bench_masked_loop", lambda *a: {"dataset": "digits", "engine_iterations_per_s": 1.0,
@@ -57,6 +58,13 @@ def test_bench_times_a_conv_preset_at_its_own_warm_up_speed(tmp_path, monkeypatc
 
     real_train = bench.train
     monkeypatch.setattr(bench, "train", train)
+    real_evaluate = bench.evaluate
+
+    def evaluate(*args, **kwargs):
+        now[0] += 0.5
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(bench, "evaluate", evaluate)
     real_make_planner = bench.make_planner
 
     def make_planner(config):  # a fake round of 3 s that prunes nothing: this test is about the arithmetic
@@ -74,8 +82,8 @@ def test_bench_times_a_conv_preset_at_its_own_warm_up_speed(tmp_path, monkeypatc
                        "--threads", "1", "--out", str(tmp_path)]) == 0
     planner = json.loads((tmp_path / paths.BENCH_RESULTS).read_text())["planner"]
     assert list(planner) == ["conv2"] and planner["conv2"]["layers"] == 5
-    assert planner["conv2"]["round_training_seconds"] == 20_000 / 75.0
-    assert planner["conv2"]["ratio_planner_to_training"] == 3.0 / (20_000 / 75.0)
+    assert planner["conv2"]["round_training_seconds"] == 20_000 / 100.0
+    assert planner["conv2"]["ratio_planner_to_training"] == 3.0 / (20_000 / 100.0)
 
 
 def test_bench_rejects_an_unknown_preset_with_exit_code_2(tmp_path, capsys):
