@@ -74,13 +74,15 @@ class QTable:
     # -- persistence ----------------------------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write a .npz; via a temp file and os.replace so a crash never leaves a half-written table."""
+        """Write a compressed .npz (a table that keeps the actions of earlier layers in its state is mostly
+        untouched initial values: 77 MB raw, 0.14 MB compressed for a 5-layer net); via a temp file and
+        os.replace so a crash never leaves a half-written table. `load` reads compressed and plain files."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
-                np.savez(
+                np.savez_compressed(
                     f,
                     values=self.values,
                     visits=self.visits,

@@ -134,6 +134,28 @@ def test_truncate_checks_everything_before_deleting_anything(capsys, finished, v
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == files
 
 
+def test_planner_state_is_compressed_and_a_cut_one_is_one_line(capsys, tmp_path):
+    """The planner's state is gzipped (its Q-table is mostly initial values), io reads it and a plain torch file
+    alike, and a file cut in the middle of its gzip stream is a one-line error, not a traceback."""
+    assert main(["run", *TINY, "--planner", "qlearning", "--episodes", "10", "--rounds", "3",
+                 "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    run = next(p for p in tmp_path.iterdir() if p.name.startswith("qlearning_"))
+    target = run / "planner" / "state_2.pt"
+    data = target.read_bytes()
+    assert data[:2] == io.GZIP_MAGIC
+    state = io.load_torch(target)
+    plain = target.parent / "plain.pt"
+    io.save_torch(plain, state)
+    assert plain.read_bytes()[:2] != io.GZIP_MAGIC
+    again = io.load_torch(plain)
+    assert torch.equal(again["agent"]["values"], state["agent"]["values"]) and again["committed"] == state["committed"]
+    plain.unlink()
+    target.write_bytes(data[: len(data) // 2])
+    code, err = _run(capsys, ["truncate", str(run), "--round", "2"])
+    assert code == 2 and _one_line(err) and str(target) in err
+
+
 def test_out_that_is_a_file_or_read_only(capsys, tmp_path):
     a_file = tmp_path / "results"
     a_file.write_text("not a folder")

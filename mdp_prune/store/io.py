@@ -7,6 +7,7 @@ code 2) instead of being overwritten.
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import math
@@ -22,6 +23,8 @@ import torch
 from mdp_prune.config import RunConfig
 from mdp_prune.errors import UserError
 from mdp_prune.store import paths
+
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 def write_bytes(path: Path, data: bytes) -> None:
@@ -68,16 +71,24 @@ def read_json(path: Path) -> Any:
         raise UserError(f"cannot read {path}: {e}") from None
 
 
-def save_torch(path: Path, obj: Any) -> None:
+def save_torch(path: Path, obj: Any, compress: bool = False) -> None:
+    """`compress` gzips the file (for the planner's state, whose Q-table is mostly untouched initial values);
+    `load_torch` reads either kind."""
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    write_bytes(path, buffer.getvalue())
+    data = buffer.getvalue()
+    write_bytes(path, gzip.compress(data, compresslevel=1, mtime=0) if compress else data)
 
 
 def load_torch(path: Path, map_location: str | torch.device = "cpu", remedy: str = "") -> Any:
     """Load a checkpoint with `weights_only=True`; a damaged file is a clear error, never a traceback. `remedy`
     says what fixes it where the default (delete the run folder) would not."""
     try:
+        with open(path, "rb") as f:
+            compressed = f.read(2) == GZIP_MAGIC
+        if compressed:
+            return torch.load(io.BytesIO(gzip.decompress(path.read_bytes())), map_location=map_location,
+                              weights_only=True)
         return torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise UserError(f"missing checkpoint {path}") from None

@@ -9,7 +9,7 @@ A results store (`python -m mdp_prune run --out OUT`):
         config.json  rounds.csv  curves.csv  plans.csv  summary.json  rewind.pt  ticket.pt
         environment.csv                      the numerical environment of each command that trained rounds
         masks/round_<r>.pt                   the mask round r trains with
-        planner/state_<r>.pt                 the planner's state before round r (for exact resumption)
+        planner/state_<r>.pt                 the planner's state before round r (for exact resumption; gzipped)
         qlearning.csv  qlearning_rounds.csv  qtable/round_<r>.npz
                                              the Q-learning planner's per-episode and per-round logs,
                                              and the Q-table after each round
