@@ -84,12 +84,10 @@ def load_torch(path: Path, map_location: str | torch.device = "cpu", remedy: str
     """Load a checkpoint with `weights_only=True`; a damaged file is a clear error, never a traceback. `remedy`
     says what fixes it where the default (delete the run folder) would not."""
     try:
-        with open(path, "rb") as f:
-            compressed = f.read(2) == GZIP_MAGIC
-        if compressed:
-            return torch.load(io.BytesIO(gzip.decompress(path.read_bytes())), map_location=map_location,
-                              weights_only=True)
-        return torch.load(path, map_location=map_location, weights_only=True)
+        data = Path(path).read_bytes()
+        if data[:2] == GZIP_MAGIC:
+            data = gzip.decompress(data)
+        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise UserError(f"missing checkpoint {path}") from None
     except Exception as e:  # noqa: BLE001 - torch raises many types for a damaged file
