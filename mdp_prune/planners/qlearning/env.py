@@ -134,7 +134,15 @@ class ProxyEvaluator:
 
     def _through(self, layers: list, layer: int, mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         module, after = layers[layer]
-        x = functional_call(module, {"weight": self.weights[self.names[layer]] * mask}, (x,))
+        weight = self.weights[self.names[layer]] * mask
+        # What Linear's and Conv2d's forward call, without functional_call's parameter swap, which costs more
+        # than the output layer's product itself and runs once per full plan (7,776 on a 5-layer net).
+        if type(module) is nn.Linear:
+            x = torch.nn.functional.linear(x, weight, module.bias)
+        elif type(module) is nn.Conv2d:
+            x = module._conv_forward(x, weight, module.bias)
+        else:
+            x = functional_call(module, {"weight": weight}, (x,))
         for m in after:
             x = m(x)
         return x
