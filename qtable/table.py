@@ -74,8 +74,7 @@ class QTable:
     # -- persistence ----------------------------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write a compressed .npz (a table that keeps the actions of earlier layers in its state is mostly
-        untouched initial values: 77 MB raw, 0.14 MB compressed for a 5-layer net); via a temp file and
+        """Write a compressed .npz (a large table is mostly untouched initial values); via a temp file and
         os.replace so a crash never leaves a half-written table. `load` reads compressed and plain files."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -207,7 +207,12 @@ def _start_run(run: Path, config: RunConfig, dense: dict[str, Any], planner: Pla
     if not (run / paths.REWIND).is_file():
         io.save_torch(run / paths.REWIND, dense["rewind"])
     if first_round == 0:
-        io.save_torch(paths.planner_state_file(run, 0), planner.state_dict(), compress=True)
+        _save_planner_state(run, 0, planner)
+
+
+def _save_planner_state(run: Path, round_: int, planner: Planner) -> None:
+    # Gzipped: a Q-table that keeps earlier layers' actions in its state is mostly untouched initial values.
+    io.save_torch(paths.planner_state_file(run, round_), planner.state_dict(), compress=True)
 
 
 def _environment_row(first_round: int, device: torch.device) -> dict[str, Any]:
@@ -288,7 +293,7 @@ class _Loop:
         """Save what round r + 1 starts from, then append round r's row: the commit point of round r."""
         run = self.run
         io.save_torch(paths.masks_file(run, r + 1), {n: m.cpu() for n, m in next_masks.items()})
-        io.save_torch(paths.planner_state_file(run, r + 1), self.planner.state_dict(), compress=True)
+        _save_planner_state(run, r + 1, self.planner)
         io.replace_round(run / paths.CURVES, r, [{"round": r, **c} for c in result.curve])
         io.replace_round(run / paths.PLANS, r, [plan])
         io.append_csv(run / paths.ROUNDS, [row])

@@ -138,7 +138,7 @@ class ProxyEvaluator:
         # What Linear's and Conv2d's forward call, without functional_call's parameter swap, which costs more
         # than the output layer's product itself and runs once per full plan (7,776 on a 5-layer net).
         if type(module) is nn.Linear:
-            x = torch.nn.functional.linear(x, weight, module.bias)
+            x = nn.functional.linear(x, weight, module.bias)
         elif type(module) is nn.Conv2d:
             x = module._conv_forward(x, weight, module.bias)
         else:
