@@ -14,7 +14,12 @@ def paired_difference(frame: pd.DataFrame, a: str, b: str, round_: int, seed: in
     """Test accuracy of method a minus b at one round, paired by seed: mean, 95 % bootstrap CI, P(a > b)."""
     x = frame[(frame["method"] == a) & (frame["round"] == round_)].set_index("seed")["test_accuracy"]
     y = frame[(frame["method"] == b) & (frame["round"] == round_)].set_index("seed")["test_accuracy"]
-    diff = (x - y).dropna().to_numpy()
+    return bootstrap_mean((x - y).dropna().to_numpy(), seed)
+
+
+def bootstrap_mean(diff: np.ndarray, seed: int = 0) -> dict[str, float]:
+    """Mean of paired differences (one per seed), its 95 % percentile-bootstrap interval over seeds, and the
+    bootstrap probability that the mean is above 0 (no interval from fewer than two distinct values)."""
     if len(diff) < 2 or np.all(diff == diff[0]):
         return {"mean": float(diff.mean()) if len(diff) else math.nan, "low": math.nan, "high": math.nan,
                 "p_improvement": float(np.mean(diff > 0)) if len(diff) else math.nan, "n": len(diff)}
@@ -47,10 +52,11 @@ def against_reference(frame: pd.DataFrame, reference: str = "lt") -> pd.DataFram
     """Every method against `reference` over the pruned rounds they share, paired by seed.
 
     One row per method: the mean over rounds of (method − reference) test accuracy (a fraction), the same per
-    seed, and the rounds where the method's mean over seeds is more than one standard deviation of the
-    reference's seeds below the reference's mean (the bar a method must clear to be "no worse in any round"),
-    with the number of such rounds a method no different from the reference would show by chance
-    (`chance_below_one_sd`) and the probability that it would show none.
+    seed, and its 95 % bootstrap interval over seeds (`bootstrap_mean` of the per-seed means: a paired test of
+    the whole ladder that does not hinge on one round's sd of a few seeds); the rounds where the method's mean
+    over seeds is more than one standard deviation of the reference's seeds below the reference's mean (the bar
+    a method must clear to be "no worse in any round"), with the number of such rounds a method no different
+    from the reference would show by chance (`chance_below_one_sd`) and the probability that it would show none.
     `frame` has the columns method, seed, round, test_accuracy and weights_remaining.
     """
     if reference not in set(frame["method"]):
@@ -81,8 +87,11 @@ def against_reference(frame: pd.DataFrame, reference: str = "lt") -> pd.DataFram
             method_seeds = joined.groupby("round")["seed"].nunique().reindex(by_round.index)
             ref_seeds = ref.groupby("round")["seed"].nunique().reindex(by_round.index)
             chance = np.array([chance_below_one_sd(n, m) for n, m in zip(method_seeds, ref_seeds, strict=True)])
-            row.update(mean_difference=float(by_round.mean()),
-                       by_seed=joined.groupby("seed")["diff"].mean().to_dict(),
+            by_seed = joined.groupby("seed")["diff"].mean()
+            interval = bootstrap_mean(by_seed.to_numpy())
+            row.update(mean_difference=float(by_round.mean()), by_seed=by_seed.to_dict(),
+                       mean_difference_low=interval["low"], mean_difference_high=interval["high"],
+                       p_mean_difference_above_0=interval["p_improvement"],
                        rounds_below=[(int(r), float(by_round[r]), float(ref_sd[r])) for r in below.index],
                        rounds_below_by_chance=float(np.nansum(chance)),
                        p_none_below_by_chance=float(np.prod(1 - np.nan_to_num(chance))),

@@ -211,7 +211,13 @@ def test_against_reference_pairs_by_seed_and_names_the_rounds_below_one_sd():
         rows += [("a", seed, 1, lt1 + 0.01, 0.8), ("a", seed, 2, lt2 - 0.02, 0.64)]
         rows += [("free", seed, 1, lt1, 0.5), ("free", seed, 2, lt2, 0.25)]
         rows += [("global", seed, 1, lt1, 0.8), ("global", seed, 2, lt2, 0.6)]  # 6 % off lt's ladder: matched
+        rows += [("b", seed, 1, lt1 + 0.01 * (seed + 1), 0.8), ("b", seed, 2, lt2 + 0.01 * (seed + 1), 0.64)]
     table = against_reference(_frame(rows), "lt").set_index("method")
+    # "b" is +0.01, +0.02, +0.03 above lt by seed: the interval over seeds spans those, all above 0
+    assert table.loc["b", "mean_difference"] == pytest.approx(0.02)
+    assert 0.01 - 1e-12 <= table.loc["b", "mean_difference_low"] < 0.02 < table.loc["b", "mean_difference_high"]
+    assert table.loc["b", "mean_difference_high"] <= 0.03 + 1e-12 and table.loc["b", "p_mean_difference_above_0"] == 1
+    assert np.isnan(table.loc["a", "mean_difference_low"])  # the same difference on every seed: no interval
     assert table.loc["a", "rounds"] == 2 and table.loc["a", "seeds"] == 3
     assert table.loc["a", "mean_difference"] == pytest.approx(-0.005)
     assert table.loc["a", "by_seed"] == pytest.approx({0: -0.005, 1: -0.005, 2: -0.005})
