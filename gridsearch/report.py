@@ -161,10 +161,10 @@ def _against_section(frame: pd.DataFrame) -> Lines:
             "sparsities, so it has no row of numbers): the mean over rounds of the paired difference in test "
             "accuracy, the same per seed, its 95 % bootstrap interval over seeds and the bootstrap probability "
             "that it is above 0 (a paired test of the whole ladder), the worst round, and the rounds where the "
-            "method's mean is more than "
-            "one standard deviation of lt's seeds below lt's mean, beside the number of such rounds lt itself "
-            "would show against a second draw of its seeds (and the chance of none). Read it for every method "
-            "alike: with a few seeds, a method no different from lt falls that far below it in some rounds.", "",
+            "method's mean is more than one standard deviation of lt's seeds below lt's mean, beside the number "
+            "of such rounds lt itself would show against a second draw of its seeds (and the chance of none). "
+            "Read it for every method alike: with a few seeds, a method no different from lt falls that far below"
+            " it in some rounds.", "",
             markdown.table(against(frame, "lt")), ""]
 
 
