@@ -89,13 +89,11 @@ class RetrainedProxy:
         self.cheap = cheap
         self.n_layers = cheap.n_layers
         n_actions = len(cheap.actions)
-        kept = sum(cheap.kept)
         if plan_space_size(self.n_layers, n_actions) <= MAX_ENUMERATED_PLANS:
             pool = all_prefixes(self.n_layers, n_actions)
         else:  # the same fraction in every layer, one plan per action
             pool = [tuple([a] * self.n_layers) for a in range(n_actions)]
         cheap.accuracies(pool)  # in one sweep of the plan tree, which shares the forward pass over prefixes
-        self._kept_total = kept
         largest = max(self._removed_share(p) for p in pool)
         self._width = largest / n_candidates if largest > 0 else 1.0
         self._n_bins = n_candidates
@@ -109,8 +107,8 @@ class RetrainedProxy:
         self._accuracy: dict[Plan, float] = {}
 
     def _removed_share(self, plan: Plan) -> float:
-        removed = sum(self.cheap.pruned_count(layer, a) for layer, a in enumerate(plan))
-        return removed / self._kept_total if self._kept_total else 0.0
+        kept = self.cheap.kept_total
+        return self.cheap.removed(plan) / kept if kept else 0.0
 
     def _bin(self, plan: Plan) -> int:
         return min(self._n_bins - 1, int(self._removed_share(plan) / self._width))

@@ -55,7 +55,8 @@ class ProxyEvaluator:
         self.total = sum(m.numel() for m in self.masks.values())
         # Counts and fractions are looked up hundreds of thousands of times a round on a 5-layer net.
         self._pruned = [[pruning.prune_count(k, a) for a in self.actions] for k in self.kept]
-        self._remaining: dict[tuple[int, ...], float] = {}
+        self.kept_total = sum(self.kept)
+        self._removed: dict[tuple[int, ...], int] = {}
         self._order: dict[int, torch.Tensor] = {}
         self._layer_masks: dict[tuple[int, int], torch.Tensor] = {}
         self._accuracy: dict[tuple[int, ...], float] = {}
@@ -65,11 +66,14 @@ class ProxyEvaluator:
     def pruned_count(self, layer: int, action: int) -> int:
         return self._pruned[layer][action]
 
+    def removed(self, plan: tuple[int, ...]) -> int:
+        """Weights (a count) that `plan`'s prefix removes on top of the committed mask."""
+        if plan not in self._removed:
+            self._removed[plan] = sum(self._pruned[layer][a] for layer, a in enumerate(plan))
+        return self._removed[plan]
+
     def remaining(self, plan: tuple[int, ...]) -> float:
-        if plan not in self._remaining:
-            removed = sum(self._pruned[layer][a] for layer, a in enumerate(plan))
-            self._remaining[plan] = (sum(self.kept) - removed) / self.total
-        return self._remaining[plan]
+        return (self.kept_total - self.removed(plan)) / self.total
 
     def layer_mask(self, layer: int, action: int) -> torch.Tensor:
         """The committed mask of `layer` with its `actions[action]` smallest-magnitude survivors removed."""

@@ -253,7 +253,7 @@ class QLearningPlanner(Planner):
             kept = dict(zip(evaluator.names, evaluator.kept, strict=True))
             # The correction stays within the action set: a greedy plan that prunes one layer only must not put
             # the whole round's budget on that layer.
-            fractions = match_budget(fractions, kept, sum(evaluator.kept) - self._lt_kept(ctx),
+            fractions = match_budget(fractions, kept, evaluator.kept_total - self._lt_kept(ctx),
                                      max_fraction=max(self.config.prune.actions))
         self.committed = transitions
         self.committed_sparsity = 1.0 - sum(
