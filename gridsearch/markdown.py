@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 
@@ -23,6 +25,11 @@ def mean_std(values: pd.Series, scale: float = 100.0, digits: int = 2) -> str:
         return "–"
     std = values.std(ddof=1) if len(values) > 1 else 0.0
     return f"{values.mean() * scale:.{digits}f} ± {std * scale:.{digits}f}"
+
+
+def interval(low: float, high: float, scale: float = 100.0) -> str:
+    """'[low, high]' of a confidence interval, signed and scaled (fractions to points); '–' when there is none."""
+    return "–" if math.isnan(low) else f"[{low * scale:+.2f}, {high * scale:+.2f}]"
 
 
 def seed_cell(values: pd.Series, n_seeds: int) -> str:

@@ -6,7 +6,6 @@ selection.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -149,8 +148,8 @@ def _difference_section(frame: pd.DataFrame) -> Lines:
     diffs = []
     for r in sorted(frame["round"].unique())[1:]:
         d = paired_difference(frame, "qlearning", "lt", r)
-        ci = "–" if math.isnan(d["low"]) else f"[{d['low'] * 100:+.2f}, {d['high'] * 100:+.2f}]"
-        diffs.append({"round": r, "mean (pp)": f"{d['mean'] * 100:+.2f}", "95 % CI (pp)": ci,
+        diffs.append({"round": r, "mean (pp)": f"{d['mean'] * 100:+.2f}",
+                      "95 % CI (pp)": markdown.interval(d["low"], d["high"]),
                       "P(improvement)": f"{d['p_improvement']:.2f}", "seeds": d["n"]})
     return lines + [markdown.table(pd.DataFrame(diffs)), ""]
 

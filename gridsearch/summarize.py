@@ -99,17 +99,13 @@ def against(frame: pd.DataFrame, reference: str = "lt") -> pd.DataFrame:
         below = ", ".join(f"{rnd} ({d * 100:+.2f}, sd {sd * 100:.2f})" for rnd, d, sd in r["rounds_below"])
         rows.append({**row, f"mean over rounds of (method − {reference}) pp": f"{r['mean_difference'] * 100:+.2f}",
                      "by seed pp": ", ".join(f"{d * 100:+.2f}" for _, d in sorted(r["by_seed"].items())),
-                     "95 % CI over seeds pp": _interval(r["mean_difference_low"], r["mean_difference_high"]),
+                     "95 % CI over seeds pp": markdown.interval(r["mean_difference_low"], r["mean_difference_high"]),
                      "P(mean > 0)": f"{r['p_mean_difference_above_0']:.2f}",
                      "worst round pp": f"{int(r['worst_round'])}: {r['worst_difference'] * 100:+.2f}",
                      f"rounds > 1 sd of {reference} below it (pp, sd)": below or "none",
                      f"such rounds expected of {reference} itself": f"{r['rounds_below_by_chance']:.1f} "
                      f"(none: {r['p_none_below_by_chance']:.0%})"})
     return pd.DataFrame(rows).fillna("–")
-
-
-def _interval(low: float, high: float) -> str:
-    return "–" if pd.isna(low) else f"{low * 100:+.2f} to {high * 100:+.2f}"
 
 
 REACHING_COLUMNS = ["method", "rounds", "weights remaining %", "training iterations", "proxy iterations",
