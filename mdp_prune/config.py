@@ -116,6 +116,9 @@ class QLearningConfig:
                                   "mode: at least 1 - target_remaining when that is set)")
     beta: float = _opt(1.0, "reward scale beta")
     budget: str = _opt("free", "free: the reward sets the pace; lt: each round removes exactly the lt baseline's share")
+    budget_reward: str = _opt("plan", "budget lt: what the reward judges. plan: PuRL's reward of the plan before it is "
+                              "rescaled to lt's count; committed: only the pruned proxy's accuracy drop of the plan "
+                              "as rescaled and committed (no retraining proxy is run)")
     feedback: bool = _opt(True, "feed the retrained validation accuracy back as a terminal reward of the plan")
     proxy_examples: int = _opt(1000, "validation examples used for the pruned proxy (a fixed subset)")
     proxy: str = _opt("rewind", "the reward's accuracy signal: pruned (trained weights under the plan's mask, no "
@@ -386,6 +389,7 @@ RULES: dict[str, Rule] = {
     "qlearning.target_sparsity": Rule(float, 0, 1, "()"),
     "qlearning.beta": _POSITIVE,
     "qlearning.budget": Rule(str, choices=("free", "lt")),
+    "qlearning.budget_reward": Rule(str, choices=("plan", "committed")),
     "qlearning.feedback": Rule(bool),
     "qlearning.proxy_examples": _COUNT,
     "qlearning.proxy": Rule(str, choices=PROXY_KINDS),

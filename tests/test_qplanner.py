@@ -13,7 +13,6 @@ from mdp_prune.engine.models import build_model, prunable_weights
 from mdp_prune.experiments.imp import Setup, run_imp
 from mdp_prune.planners.proxies import all_prefixes
 from mdp_prune.planners.qlearning.env import ProxyEvaluator, PruningEnv, greedy_rollout, purl_reward
-from mdp_prune.planners.qlearning.planner import match_budget
 from mdp_prune.store import paths
 from qtable import QLearningAgent, make_schedule
 
@@ -155,15 +154,15 @@ def test_plan_tree_sweep_equals_plan_by_plan_evaluation_bit_for_bit(model_name):
 
 def test_match_budget_removes_exactly_the_budget_and_keeps_the_allocation():
     kept = {"a": 1000, "b": 500, "c": 10}
-    fr = match_budget({"a": 0.4, "b": 0.2, "c": 0.0}, kept, budget=300)
+    fr = pruning.match_budget({"a": 0.4, "b": 0.2, "c": 0.0}, kept, budget=300)
     counts = {n: round(fr[n] * kept[n]) for n in kept}
     assert sum(counts.values()) == 300 and counts["c"] == 0 and counts["a"] == 4 * counts["b"]
-    capped = match_budget({"a": 0.0, "b": 0.5, "c": 0.0}, kept, budget=600)
+    capped = pruning.match_budget({"a": 0.0, "b": 0.5, "c": 0.0}, kept, budget=600)
     assert sum(round(capped[n] * kept[n]) for n in kept) == 600 and capped["b"] < 1
-    one_layer = match_budget({"a": 0.0, "b": 0.1, "c": 0.0}, kept, budget=400, max_fraction=0.5)
+    one_layer = pruning.match_budget({"a": 0.0, "b": 0.1, "c": 0.0}, kept, budget=400, max_fraction=0.5)
     counts = {n: round(one_layer[n] * kept[n]) for n in kept}
     assert sum(counts.values()) == 400 and max(one_layer.values()) <= 0.5 and counts["b"] == 250
-    zero = match_budget({}, kept, budget=151)
+    zero = pruning.match_budget({}, kept, budget=151)
     assert sum(round(zero[n] * kept[n]) for n in kept) == 151
 
 

@@ -107,6 +107,45 @@ def _fraction_for(count: int, remaining: int) -> float:
     return 0.0 if remaining == 0 else count / remaining
 
 
+def budget_counts(fractions: Mapping[str, float], kept: Mapping[str, int], budget: int,
+                  max_fraction: float = 0.99) -> dict[str, int]:
+    """Per-layer counts that remove exactly `budget` weights with `fractions`' allocation across layers.
+
+    Shares above `max_fraction` of a layer are capped and the excess goes to the other layers; what cannot be
+    scaled (an all-zero plan) is spread in proportion to the weights remaining.
+    """
+    names = list(kept)
+    budget = min(budget, int(sum(math.floor(max_fraction * kept[n]) for n in names)))
+    weight = {n: fractions.get(n, 0.0) * kept[n] for n in names}
+    alloc: dict[str, float] = {}
+    free, left = set(names), float(budget)
+    while free:
+        if sum(weight[n] for n in free) == 0:  # nothing to scale: spread over what the free layers keep
+            weight.update({n: float(kept[n]) for n in free})
+        total = sum(weight[n] for n in free)
+        scale = left / total if total > 0 else 0.0
+        over = {n for n in free if weight[n] * scale > max_fraction * kept[n]}
+        if not over:
+            alloc.update({n: weight[n] * scale for n in free})
+            break
+        for n in over:
+            alloc[n] = math.floor(max_fraction * kept[n])
+            left -= alloc[n]
+        free -= over
+    counts = {n: math.floor(alloc[n]) for n in names}
+    # Hand the rounding remainder to the largest fractional parts (ties: layer order).
+    for n in sorted(names, key=lambda n: alloc[n] - counts[n], reverse=True)[: budget - sum(counts.values())]:
+        counts[n] += 1
+    return counts
+
+
+def match_budget(fractions: Mapping[str, float], kept: Mapping[str, int], budget: int,
+                 max_fraction: float = 0.99) -> dict[str, float]:
+    """`budget_counts` as fractions of each layer's remaining weights (`prune_count` gives the counts back)."""
+    counts = budget_counts(fractions, kept, budget, max_fraction)
+    return {n: _fraction_for(counts[n], kept[n]) for n in kept}
+
+
 def lamp_scores(weights: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """LAMP (Lee et al. 2021): w_u^2 / sum_{v >= u} w_v^2 within the layer, sorted ascending by magnitude."""
     out = {}

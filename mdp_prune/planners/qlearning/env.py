@@ -60,6 +60,7 @@ class ProxyEvaluator:
         self._order: dict[int, torch.Tensor] = {}
         self._layer_masks: dict[tuple[int, int], torch.Tensor] = {}
         self._accuracy: dict[tuple[int, ...], float] = {}
+        self._counts_accuracy: dict[tuple[int, ...], float] = {}
         self.evaluations = 0
         self.lookups = 0
 
@@ -77,19 +78,39 @@ class ProxyEvaluator:
 
     def layer_mask(self, layer: int, action: int) -> torch.Tensor:
         """The committed mask of `layer` with its `actions[action]` smallest-magnitude survivors removed."""
-        key = (layer, action)
+        return self.count_mask(layer, self.pruned_count(layer, action))
+
+    def count_mask(self, layer: int, count: int) -> torch.Tensor:
+        """The committed mask of `layer` with its `count` smallest-magnitude survivors removed."""
+        key = (layer, count)
         if key not in self._layer_masks:
             name = self.names[layer]
             if layer not in self._order:
                 # Sorted once per round: the same weights are pruned in every episode for the same action.
                 self._order[layer] = pruning.magnitude_order(self.weights[name], self.masks[name])
             mask = self.masks[name].clone()
-            mask.view(-1)[self._order[layer][: self.pruned_count(layer, action)]] = 0.0
+            mask.view(-1)[self._order[layer][:count]] = 0.0
             self._layer_masks[key] = mask
         return self._layer_masks[key]
 
     def plan_masks(self, plan: tuple[int, ...]) -> dict[str, torch.Tensor]:
         return {n: self.layer_mask(i, plan[i]) if i < len(plan) else self.masks[n] for i, n in enumerate(self.names)}
+
+    def budget_counts(self, plan: tuple[int, ...], budget: int, max_fraction: float) -> tuple[int, ...]:
+        """The per-layer counts `plan` removes once rescaled to remove exactly `budget` weights (budget mode
+        commits these: `engine.pruning.budget_counts`)."""
+        fractions = {n: self.actions[a] for n, a in zip(self.names, plan, strict=False)}
+        counts = pruning.budget_counts(fractions, dict(zip(self.names, self.kept, strict=True)), budget, max_fraction)
+        return tuple(counts[n] for n in self.names)
+
+    def counts_accuracy(self, counts: tuple[int, ...]) -> float:
+        """The proxy accuracy with `counts[l]` more of layer l's weights removed (cached by the counts: many plans
+        rescale to the same counts)."""
+        self.lookups += 1
+        if counts not in self._counts_accuracy:
+            masks = {n: self.count_mask(i, c) for i, (n, c) in enumerate(zip(self.names, counts, strict=True))}
+            self._counts_accuracy[counts] = self._forward(masks)
+        return self._counts_accuracy[counts]
 
     def accuracy(self, plan: tuple[int, ...]) -> float:
         self.lookups += 1
@@ -97,16 +118,18 @@ class ProxyEvaluator:
             self._evaluate(plan)
         return self._accuracy[plan]
 
-    @torch.no_grad()
     def _evaluate(self, plan: tuple[int, ...]) -> None:
+        self._accuracy[plan] = self._forward(self.plan_masks(plan))
+
+    @torch.no_grad()
+    def _forward(self, masks: Mapping[str, torch.Tensor]) -> float:
         self.evaluations += 1
-        masks = self.plan_masks(plan)
         params = {f"{n}.weight": self.weights[n] * masks[n] for n in self.names}
         was_training = self.model.training
         self.model.eval()
         logits = functional_call(self.model, params, (self.x,))
         self.model.train(was_training)
-        self._accuracy[plan] = self._score(logits)
+        return self._score(logits)
 
     def _score(self, logits: torch.Tensor) -> float:
         return (logits.argmax(1) == self.y).float().mean().item()
@@ -251,6 +274,31 @@ class PruningEnv(gym.Env):
     def _info(self) -> dict[str, Any]:
         return {"plan": self.plan, "accuracy": self.evaluator.accuracy(self.plan),
                 "remaining": self.evaluator.remaining(self.plan)}
+
+
+class CommittedBudgetEnv(PruningEnv):
+    """Budget mode's MDP judged on the plan as it will be committed (`--budget-reward committed`).
+
+    Budget mode rescales every plan to remove exactly `budget` weights (`ProxyEvaluator.budget_counts`), so the
+    plan chooses only how those weights are shared between layers. The reward is 0 until the last layer, then
+    minus beta times the proxy accuracy drop of the rescaled plan below the round's unpruned proxy accuracy. It
+    has no sparsity term, which every rescaled plan would meet alike, and no hinge, which ranks all plans above
+    T_A alike: with PuRL's reward on the plan before rescaling, most early-round plans tie at 0 and the tie-break
+    puts the whole budget on the first layer (docs/results.md)."""
+
+    def __init__(self, evaluator: ProxyEvaluator, n_actions: int, accuracy_edges: Sequence[float],
+                 sparsity_edges: Sequence[float], budget: int, max_fraction: float, beta: float = 1.0,
+                 history: int = 0) -> None:
+        target_sparsity = 1.0 - (evaluator.kept_total - budget) / evaluator.total
+        super().__init__(evaluator, n_actions, accuracy_edges, sparsity_edges, target_accuracy=1.0,
+                         target_sparsity=target_sparsity, beta=beta, history=history)
+        self.budget, self.max_fraction = budget, max_fraction
+
+    def reward(self, plan: tuple[int, ...]) -> float:
+        if len(plan) < self.evaluator.n_layers:
+            return 0.0
+        counts = self.evaluator.budget_counts(plan, self.budget, self.max_fraction)
+        return -self.beta * (self.reference_accuracy - self.evaluator.counts_accuracy(counts))
 
 
 def greedy_rollout(env: PruningEnv, values: np.ndarray) -> tuple[tuple[int, ...], list[tuple], float]:

@@ -36,6 +36,7 @@ from mdp_prune.planners.proxies import (
     proxy_iterations,
 )
 from mdp_prune.planners.qlearning.env import (
+    CommittedBudgetEnv,
     ProxyEvaluator,
     PruningEnv,
     exact_optimum,
@@ -57,38 +58,6 @@ class _PerRound:
         return self.base(step % self.episodes)
 
 
-def match_budget(fractions: dict[str, float], kept: dict[str, int], budget: int,
-                 max_fraction: float = 0.99) -> dict[str, float]:
-    """Rescale a plan so it removes exactly `budget` weights, keeping its allocation across layers.
-
-    Shares above `max_fraction` of a layer are capped and the excess goes to the other layers; what cannot be
-    scaled (an all-zero plan) is spread in proportion to the weights remaining.
-    """
-    names = list(kept)
-    budget = min(budget, int(sum(math.floor(max_fraction * kept[n]) for n in names)))
-    weight = {n: fractions.get(n, 0.0) * kept[n] for n in names}
-    alloc: dict[str, float] = {}
-    free, left = set(names), float(budget)
-    while free:
-        if sum(weight[n] for n in free) == 0:  # nothing to scale: spread over what the free layers keep
-            weight.update({n: float(kept[n]) for n in free})
-        total = sum(weight[n] for n in free)
-        scale = left / total if total > 0 else 0.0
-        over = {n for n in free if weight[n] * scale > max_fraction * kept[n]}
-        if not over:
-            alloc.update({n: weight[n] * scale for n in free})
-            break
-        for n in over:
-            alloc[n] = math.floor(max_fraction * kept[n])
-            left -= alloc[n]
-        free -= over
-    counts = {n: math.floor(alloc[n]) for n in names}
-    # Hand the rounding remainder to the largest fractional parts (ties: layer order).
-    for n in sorted(names, key=lambda n: alloc[n] - counts[n], reverse=True)[: budget - sum(counts.values())]:
-        counts[n] += 1
-    return {n: counts[n] / kept[n] if kept[n] else 0.0 for n in names}
-
-
 class QLearningPlanner(Planner):
     def __init__(self, config: RunConfig) -> None:
         super().__init__(config)
@@ -97,6 +66,7 @@ class QLearningPlanner(Planner):
         self._pending_state: dict[str, Any] | None = None
         self.dense_proxy_accuracy: float | None = None
         self.dense_val_accuracy: float | None = None
+        self.reference_val_accuracy = 0.0  # budget_reward committed: the validation accuracy of the pruned network
         self.committed: list[tuple] = []  # transitions of the last committed plan, for the feedback reward
         self.committed_sparsity = 0.0
 
@@ -106,6 +76,8 @@ class QLearningPlanner(Planner):
         n = min(self.q.proxy_examples, len(ctx.splits.val_y))
         evaluator = ProxyEvaluator(ctx.model, ctx.weights, ctx.masks, self.config.prune.actions,
                                    ctx.splits.val_x[:n], ctx.splits.val_y[:n])
+        if self._judges_committed():
+            return self._committed_budget_env(ctx, evaluator), evaluator
         reward_evaluator = evaluator
         if self.q.proxy in RETRAINING_KINDS:
             if ctx.retrainer is None:
@@ -129,6 +101,22 @@ class QLearningPlanner(Planner):
                          reward_evaluator=reward_evaluator, history=self.q.state_history)
         self._ensure_agent(env.space.n_states)
         return env, evaluator
+
+    def _judges_committed(self) -> bool:
+        return self.q.budget == "lt" and self.q.budget_reward == "committed"
+
+    def _committed_budget_env(self, ctx: RoundContext, evaluator: ProxyEvaluator) -> CommittedBudgetEnv:
+        # Every rescaled plan removes the same count, so a retraining proxy's candidates (one per share removed)
+        # would add one constant to all of them: the pruned proxy alone ranks them, and none is retrained.
+        if self.dense_val_accuracy is None:
+            self.dense_proxy_accuracy, self.dense_val_accuracy = evaluator.accuracy(()), ctx.result.val_accuracy
+        self.reference_val_accuracy = ctx.result.val_accuracy
+        env = CommittedBudgetEnv(evaluator, len(self.config.prune.actions), self.q.accuracy_edges,
+                                 self.q.sparsity_edges, budget=evaluator.kept_total - self._lt_kept(ctx),
+                                 max_fraction=max(self.config.prune.actions), beta=self.q.beta,
+                                 history=self.q.state_history)
+        self._ensure_agent(env.space.n_states)
+        return env
 
     def _n_states(self, ctx: RoundContext) -> int:
         return math.prod(self.q.state_sizes(len(ctx.masks), len(self.config.prune.actions)))
@@ -209,12 +197,16 @@ class QLearningPlanner(Planner):
         assert self.agent is not None
         # The retrained validation accuracy replaces the proxy in the committed plan's last reward.
         state, action, _, next_state, _ = self.committed[-1]
-        reward = purl_reward(ctx.result.val_accuracy, self.committed_sparsity,
-                             self.q.target_accuracy * self.dense_val_accuracy, self._target_for_feedback(ctx),
-                             self.q.beta)
+        reward = self._feedback_reward(ctx.result.val_accuracy)
         self.agent.table.update(state, action, reward, None, True, self.agent.current_alpha, self.agent.gamma)
 
-    def _target_for_feedback(self, ctx: RoundContext) -> float:
+    def _feedback_reward(self, val_accuracy: float) -> float:
+        if self._judges_committed():  # the retrained drop, on the scale of CommittedBudgetEnv's reward
+            return -self.q.beta * (self.reference_val_accuracy - val_accuracy)
+        return purl_reward(val_accuracy, self.committed_sparsity, self.q.target_accuracy * self.dense_val_accuracy,
+                           self._target_for_feedback(None), self.q.beta)
+
+    def _target_for_feedback(self, ctx: RoundContext | None) -> float:
         return self._free_target_sparsity() if self.q.budget == "free" else self.committed_sparsity
 
     def propose(self, ctx: RoundContext) -> dict[str, float]:
@@ -249,11 +241,11 @@ class QLearningPlanner(Planner):
         if plan != greedy_plan:
             transitions = _transitions(env, plan)
         fractions = {n: self.config.prune.actions[a] for n, a in zip(evaluator.names, plan, strict=True)}
-        if self.q.budget == "lt":
+        if self.q.budget == "lt":  # CommittedBudgetEnv's reward rescales with the same function, so it judges this
             kept = dict(zip(evaluator.names, evaluator.kept, strict=True))
             # The correction stays within the action set: a greedy plan that prunes one layer only must not put
             # the whole round's budget on that layer.
-            fractions = match_budget(fractions, kept, evaluator.kept_total - self._lt_kept(ctx),
+            fractions = pruning.match_budget(fractions, kept, evaluator.kept_total - self._lt_kept(ctx),
                                      max_fraction=max(self.config.prune.actions))
         self.committed = transitions
         self.committed_sparsity = 1.0 - sum(
@@ -298,7 +290,8 @@ class QLearningPlanner(Planner):
                    "state_action_pairs": int(table.visits.size), "proxy_evaluations": evaluator.evaluations,
                    "proxy_lookups": evaluator.lookups, "reference_proxy_accuracy": env.reference_accuracy,
                    "target_sparsity": env.target_sparsity, "seconds": seconds,
-                   "proxy": self.q.proxy, "proxy_iterations": ctx.retrainer.iterations if ctx.retrainer else 0,
+                   "proxy": "pruned" if self._judges_committed() else self.q.proxy,
+                   "proxy_iterations": ctx.retrainer.iterations if ctx.retrainer else 0,
                    "commit": self.q.commit, "plans_played": n_played, "climb_moves": climb_moves,
                    "committed_plan": self._plan_text(committed), "forced_nonempty": committed != chosen,
                    "greedy_discounted_return": env.discounted_return(greedy, gamma),
@@ -321,7 +314,7 @@ class QLearningPlanner(Planner):
         if agent is not None:
             agent = {**agent, "values": torch.as_tensor(agent["values"]), "visits": torch.as_tensor(agent["visits"])}
         return {"agent": agent, "dense_proxy_accuracy": self.dense_proxy_accuracy,
-                "dense_val_accuracy": self.dense_val_accuracy,
+                "dense_val_accuracy": self.dense_val_accuracy, "reference_val_accuracy": self.reference_val_accuracy,
                 "committed": [list(t) for t in self.committed], "committed_sparsity": self.committed_sparsity}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -334,6 +327,7 @@ class QLearningPlanner(Planner):
         self.agent = None
         self.dense_proxy_accuracy = state["dense_proxy_accuracy"]
         self.dense_val_accuracy = state["dense_val_accuracy"]
+        self.reference_val_accuracy = state.get("reference_val_accuracy", 0.0)  # absent before budget_reward
         self.committed = [tuple(t) for t in state["committed"]]
         self.committed_sparsity = state["committed_sparsity"]
 
