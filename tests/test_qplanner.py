@@ -12,7 +12,13 @@ from mdp_prune.engine import pruning
 from mdp_prune.engine.models import build_model, prunable_weights
 from mdp_prune.experiments.imp import Setup, run_imp
 from mdp_prune.planners.proxies import all_prefixes
-from mdp_prune.planners.qlearning.env import ProxyEvaluator, PruningEnv, greedy_rollout, purl_reward
+from mdp_prune.planners.qlearning.env import (
+    CommittedBudgetEnv,
+    ProxyEvaluator,
+    PruningEnv,
+    greedy_rollout,
+    purl_reward,
+)
 from mdp_prune.store import paths
 from qtable import QLearningAgent, make_schedule
 
@@ -128,6 +134,28 @@ def test_proxy_masks_equal_magnitude_prune_for_the_same_plan(proxy, ties):
         assert evaluator.remaining(plan) == pruning.remaining(expected)[0]
 
 
+def test_committed_budget_reward_judges_the_rescaled_plan_that_magnitude_prune_commits(proxy):
+    """--budget-reward committed: the reward is 0 before the last layer, then the accuracy drop of exactly the
+    masks the IMP loop commits once match_budget has rescaled the plan to the round's count."""
+    evaluator, model, masks = proxy
+    budget, top = evaluator.kept_total // 5, max(ACTIONS)
+    env = CommittedBudgetEnv(evaluator, len(ACTIONS), (0.01, 0.1), (0.5, 0.8), budget=budget, max_fraction=top)
+    check_env(env, skip_render_check=True)
+    kept = dict(zip(evaluator.names, evaluator.kept, strict=True))
+    rng = np.random.default_rng(1)
+    for plan in [(0, 0, 0), *(tuple(int(a) for a in rng.integers(len(ACTIONS), size=3)) for _ in range(10))]:
+        assert env.reward(plan[:1]) == env.reward(plan[:2]) == 0.0
+        fractions = pruning.match_budget({n: ACTIONS[a] for n, a in zip(evaluator.names, plan, strict=True)},
+                                         kept, budget, max_fraction=top)
+        committed = pruning.magnitude_prune(evaluator.weights, masks, fractions)
+        assert sum(kept.values()) - sum(int(m.sum()) for m in committed.values()) == budget
+        check = ProxyEvaluator(model, {n: evaluator.weights[n] * committed[n] for n in evaluator.names}, committed,
+                               ACTIONS, evaluator.x, evaluator.y)
+        assert env.reward(plan) == pytest.approx(-(evaluator.accuracy(()) - check.accuracy(())), abs=1e-12)
+    # Plans with the same allocation across layers rescale to the same counts, and are scored once.
+    assert evaluator.budget_counts((1, 1, 1), budget, top) == evaluator.budget_counts((2, 2, 2), budget, top)
+
+
 @pytest.mark.parametrize("model_name", ["mlp", "conv2"])
 def test_plan_tree_sweep_equals_plan_by_plan_evaluation_bit_for_bit(model_name):
     """`accuracies` shares the forward pass over plan prefixes (a conv net's plan tree would otherwise cost one
@@ -182,23 +210,29 @@ def test_qlearning_run_logs_convergence(tmp_path, tiny):
     assert pd.read_csv(run / paths.ROUNDS)["weights_remaining"].is_monotonic_decreasing
 
 
-def test_budget_mode_matches_the_lt_sparsity_each_round(tmp_path, tiny):
-    q = run_imp(_q(tiny, **{"qlearning.budget": "lt"}), tmp_path, progress=False)
+@pytest.mark.parametrize("budget_reward", ["plan", "committed"])
+def test_budget_mode_matches_the_lt_sparsity_each_round(tmp_path, tiny, budget_reward):
+    q = run_imp(_q(tiny, **{"qlearning.budget": "lt", "qlearning.budget_reward": budget_reward}), tmp_path,
+                progress=False)
     lt = run_imp(tiny(), tmp_path, progress=False)
     q_rows, lt_rows = pd.read_csv(q / paths.ROUNDS), pd.read_csv(lt / paths.ROUNDS)
     assert np.allclose(q_rows["weights_remaining"], lt_rows["weights_remaining"], atol=1e-9)
+    if budget_reward == "committed":  # judged by the pruned proxy alone: nothing is retrained for the reward
+        assert (q_rows["proxy_iterations"] == 0).all()
+        assert pd.read_csv(q / paths.QLEARNING_ROUNDS)["proxy"].eq("pruned").all()
 
 
-def test_qlearning_run_resumes_exactly(tmp_path, tiny):
-    full = run_imp(_q(tiny), tmp_path / "full", progress=False)
+@pytest.mark.parametrize("extra", [{}, {"qlearning.budget": "lt", "qlearning.budget_reward": "committed"}])
+def test_qlearning_run_resumes_exactly(tmp_path, tiny, extra):
+    full = run_imp(_q(tiny, **extra), tmp_path / "full", progress=False)
 
     def kill(round_, model, masks):
         if round_ == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_imp(_q(tiny), tmp_path / "resumed", progress=False, on_round_start=kill)
-    resumed = run_imp(_q(tiny), tmp_path / "resumed", progress=False)
+        run_imp(_q(tiny, **extra), tmp_path / "resumed", progress=False, on_round_start=kill)
+    resumed = run_imp(_q(tiny, **extra), tmp_path / "resumed", progress=False)
     for name in (paths.ROUNDS, paths.QLEARNING_LOG):
         a, b = pd.read_csv(full / name), pd.read_csv(resumed / name)
         pd.testing.assert_frame_equal(a.drop(columns="seconds", errors="ignore"),
