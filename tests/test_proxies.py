@@ -200,7 +200,7 @@ def test_free_mode_reward_wants_at_least_the_runs_own_target(tiny, target_remain
     planner = QLearningPlanner(_q(tiny, **{"prune.target_remaining": target_remaining,
                                            "qlearning.target_sparsity": target_sparsity}))
     assert planner._target_sparsity(None) == pytest.approx(expected)
-    assert planner._target_for_feedback(None) == pytest.approx(expected)
+    assert planner._target_for_feedback() == pytest.approx(expected)
 
 
 def test_proxy_check_scores_every_kind_and_resumes_without_retraining(tmp_path, tiny, monkeypatch):

@@ -204,9 +204,9 @@ class QLearningPlanner(Planner):
         if self._judges_committed():  # the retrained drop, on the scale of CommittedBudgetEnv's reward
             return -self.q.beta * (self.reference_val_accuracy - val_accuracy)
         return purl_reward(val_accuracy, self.committed_sparsity, self.q.target_accuracy * self.dense_val_accuracy,
-                           self._target_for_feedback(None), self.q.beta)
+                           self._target_for_feedback(), self.q.beta)
 
-    def _target_for_feedback(self, ctx: RoundContext | None) -> float:
+    def _target_for_feedback(self) -> float:
         return self._free_target_sparsity() if self.q.budget == "free" else self.committed_sparsity
 
     def propose(self, ctx: RoundContext) -> dict[str, float]:
