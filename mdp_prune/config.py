@@ -116,9 +116,9 @@ class QLearningConfig:
                                   "mode: at least 1 - target_remaining when that is set)")
     beta: float = _opt(1.0, "reward scale beta")
     budget: str = _opt("free", "free: the reward sets the pace; lt: each round removes exactly the lt baseline's share")
-    budget_reward: str = _opt("plan", "budget lt: what the reward judges. plan: PuRL's reward of the plan before it is "
-                              "rescaled to lt's count; committed: only the pruned proxy's accuracy drop of the plan "
-                              "as rescaled and committed (no retraining proxy is run)")
+    budget_reward: str = _opt("committed", "budget lt: what the reward judges. committed: only the pruned proxy's "
+                              "accuracy drop of the plan as rescaled to lt's count and committed (no retraining proxy "
+                              "is run); plan: PuRL's reward of the plan before it is rescaled")
     feedback: bool = _opt(True, "feed the retrained validation accuracy back as a terminal reward of the plan")
     proxy_examples: int = _opt(1000, "validation examples used for the pruned proxy (a fixed subset)")
     proxy: str = _opt("rewind", "the reward's accuracy signal: pruned (trained weights under the plan's mask, no "
@@ -172,8 +172,11 @@ class RunConfig:
         # Only the qlearning planner reads its section: a changed Q-learning default must not rename (or
         # orphan) the baselines' runs.
         sections = self.HASHED if self.prune.planner == "qlearning" else ("train", "prune")
-        return _digest({f"{k}.{name}": v for k in sections
-                        for name, v in non_default_fields(getattr(self, k), HASH_DEFAULTS.get(k, {})).items()})
+        fields = {f"{k}.{name}": v for k in sections
+                  for name, v in non_default_fields(getattr(self, k), HASH_DEFAULTS.get(k, {})).items()}
+        if self.qlearning.budget != "lt":  # only budget mode reads it: its new default must not rename free runs
+            fields.pop("qlearning.budget_reward", None)
+        return _digest(fields)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -209,9 +212,10 @@ def train_hash(train: TrainConfig) -> str:
 # A changed default must not rename or orphan existing run folders: the hash compares such a field with the
 # default it had when the folders were first written, not with today's. (qlearning.commit became `climb` on
 # 2026-12-03, and alpha 1, initial_q 0 and state_history 2 the same day — before state_history existed its value
-# was 0; runs of the former defaults keep their folders, and runs of the new ones get new folders.)
+# was 0; budget_reward became `committed` on 2026-12-06. Runs of the former defaults keep their folders, and runs
+# of the new ones get new folders.)
 HASH_DEFAULTS: dict[str, dict[str, Any]] = {
-    "qlearning": {"commit": "best", "alpha": 0.5, "initial_q": -1.0, "state_history": 0}}
+    "qlearning": {"commit": "best", "alpha": 0.5, "initial_q": -1.0, "state_history": 0, "budget_reward": "plan"}}
 
 
 def non_default_fields(obj: Any, baseline: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -31,7 +31,7 @@ def test_every_field_has_a_rule_and_its_default_obeys_it():
 
 # -- hashes of valid configurations are unchanged (computed before validation was tightened; the Q-planner's
 #    rows since qlearning's defaults became commit climb, alpha 1,
-#    initial_q 0 and state_history 2) --------------------------------------------------------
+#    initial_q 0 and state_history 2; budget mode's rows name budget_reward, whose default changed) ----------
 
 TINY = {"train.model": "mlp", "train.hidden_sizes": (32, 16), "train.train_iterations": 40, "train.eval_every": 10,
         "train.batch_size": 32, "rounds": 3, "device": "cpu"}
@@ -51,8 +51,8 @@ HASHES = [  # (name, settings, RunConfig.hash(), train_hash)
     ("conv6", PRESETS["conv6"], "ce17d29e73ef", "47686c0dbf0f"),
     ("conv6+q", {**PRESETS["conv6"], "prune.planner": "qlearning"}, "9ba9e98c01e8", "47686c0dbf0f"),
     ("tiny", TINY, "21e69b20761b", "36272bb83027"),
-    ("tiny+q", {**TINY, "prune.planner": "qlearning", "qlearning.alpha": 0.7, "qlearning.budget": "lt"},
-     "fa70c9a62a76", "36272bb83027"),
+    ("tiny+q", {**TINY, "prune.planner": "qlearning", "qlearning.alpha": 0.7, "qlearning.budget": "lt",
+                "qlearning.budget_reward": "plan"}, "fa70c9a62a76", "36272bb83027"),
     ("ints for floats", {"train.lr": 1, "prune.actions": [0, 0.5], "prune.planner": "qlearning", "qlearning.beta": 2,
                          "qlearning.accuracy_edges": [0.01, 0.1], "train.hidden_sizes": [16]},
      "6e00c26cd0e7", "5f11666dbdf8"),
@@ -91,6 +91,25 @@ def test_a_changed_default_keeps_the_folders_of_runs_made_under_the_old_one(tmp_
     assert stored.hash() == best.hash()
     user = RunConfig.from_dict(old).qlearning  # a user's settings: today's defaults
     assert (user.commit, user.state_history) == ("climb", 2)
+
+
+def test_the_committed_budget_reward_default_keeps_both_rewards_folders_and_free_modes(tmp_path):
+    """budget_reward became `committed` (from `plan`): a budget run of the former default keeps its folder, an
+    explicit committed run made before the change is today's default run, and free mode, which never reads the
+    field, keeps the folders it had."""
+    settings = {**PRESETS["lenet"], "prune.planner": "qlearning"}
+    budget = {**settings, "qlearning.budget": "lt"}
+    plan = RunConfig().replace(**budget, **{"qlearning.budget_reward": "plan"})
+    assert plan.hash() == "69877e5eeece"  # the lenet budget folder of the time when plan was the default
+    assert RunConfig().replace(**budget).hash() == "265508ddee09"  # ... and its explicit --budget-reward committed
+    assert RunConfig().replace(**settings).hash() == "093ab8d950d4"  # free mode, before and after
+    assert RunConfig().replace(**settings, **{"qlearning.budget_reward": "plan"}).hash() == "093ab8d950d4"
+    old = plan.to_dict()
+    del old["qlearning"]["budget_reward"]
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    stored = io.read_config(tmp_path)
+    assert stored.qlearning.budget_reward == "plan" and stored.hash() == plan.hash()
+    assert RunConfig.from_dict(old).qlearning.budget_reward == "committed"  # a user's settings: today's default
 
 
 @pytest.mark.parametrize("name", builtin_grids())

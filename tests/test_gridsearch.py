@@ -24,7 +24,10 @@ def test_expansion_is_sorted_and_crossed_with_seeds(tmp_path, tiny_grid):
 
 
 def test_builtin_grids_load_and_bad_grids_are_clear_errors(tmp_path, capsys):
-    assert len(load_grid("small").cells()) == 8 * 3
+    small = load_grid("small").cells()
+    assert len(small) == 4 * 3 and {c.config.qlearning.budget_reward for c in small} == {"committed"}
+    assert len(load_grid("plan").cells()) == 8 * 3  # the former default's grid, which searches the proxy too
+    assert {c.config.qlearning.budget_reward for c in load_grid("plan").cells()} == {"plan"}
     assert load_grid("paper").cells()[0].config.train.train_iterations == 50_000
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"params": {"qlearning.alfa": [0.1]}}))
@@ -143,7 +146,8 @@ def test_report_numbers_equal_the_runs_tables(tiny_comparison):
         line = next(line for line in section.splitlines() if line.startswith(f"| {method} |"))
         total = (hits["train_iterations"] + hits["proxy_iterations"]).astype(float)
         assert mean_std(total, 1, 0) in line
-        assert (hits["proxy_iterations"] > 0).all() == method.startswith("qlearning")
+        # budget mode's committed reward retrains nothing; free mode's rewind proxy does
+        assert (hits["proxy_iterations"] > 0).all() == (method == "qlearning-free")
         checked += 1
     assert checked >= 2
     assert all((out / paths.FIGURES / f"{n}.png").is_file() for n in ("accuracy_vs_remaining", "grid_heatmaps"))
