@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gridsearch.grids import builtin_grids
 from mdp_prune.cli import _Parser, _tuple_of, add_threads_argument, check_threads, guarded, quiet_openmp
 from mdp_prune.config import PRESETS
 from mdp_prune.errors import UserError
@@ -31,8 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (("search", "run the grid and write grid.csv (validation figures only)"),
                        ("compare", "grid search, selection on validation, every baseline, report.md")):
         p = sub.add_parser(name, help=text, description=text)
-        p.add_argument("--grid", default="small", help="a built-in grid (small, paper) or a YAML/JSON file "
-                                                       "(default: small)")
+        p.add_argument("--grid", default="small", help=f"a built-in grid ({', '.join(builtin_grids())}) or a "
+                                                       "YAML/JSON file (default: small)")
         p.add_argument("--dataset", default=None, help="override the grid's dataset")
         p.add_argument("--preset", choices=sorted(PRESETS), default=None, help="the paper's recipe for a model")
         p.add_argument("--seeds", type=_tuple_of(int), default=None, help="override the grid's seeds, e.g. 0,1,2")

@@ -6,7 +6,7 @@ A grid is YAML or JSON with three keys:
     seeds:  [0, 1, 2]                           every combination is run with every seed
     search_rounds: 8                            optional: cells run and are scored on their first 8 rounds
                                                 only; `compare` extends the chosen ones to `rounds`
-Named grids (`small`, `paper`) live in gridsearch/grids/.
+Named grids (`small`, `paper`, `plan`) live in gridsearch/grids/.
 
 A grid is checked whole when it is loaded, before any cell runs: every key and value against the same per-field
 rules as the command line (`mdp_prune.config.RULES`), then every cell's configuration; a mistake is one line
@@ -23,12 +23,11 @@ from typing import Any
 import yaml
 from sklearn.model_selection import ParameterGrid
 
+from gridsearch.grids import GRIDS_DIR, builtin_grids
 from mdp_prune.config import PRESETS, RULES, RunConfig, parse_value
 from mdp_prune.errors import UserError
 from mdp_prune.experiments.imp import check_names
 from mdp_prune.store import paths
-
-GRIDS_DIR = Path(__file__).parent / "grids"
 
 
 @dataclass(frozen=True)
@@ -81,10 +80,6 @@ class Grid:
     def scored_rounds(self, config: RunConfig) -> int:
         """Rounds a cell is run and scored on: `search_rounds`, at most the comparison's `rounds`."""
         return config.rounds if self.search_rounds is None else min(self.search_rounds, config.rounds)
-
-
-def builtin_grids() -> list[str]:
-    return sorted(p.stem for p in GRIDS_DIR.glob("*.yaml"))
 
 
 def load_grid(name_or_path: str) -> Grid:

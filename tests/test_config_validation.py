@@ -12,7 +12,8 @@ import yaml
 from sklearn.model_selection import ParameterGrid
 
 from gridsearch.cli import main as grid_main
-from gridsearch.grid import GRIDS_DIR, builtin_grids, load_grid
+from gridsearch.grid import load_grid
+from gridsearch.grids import GRIDS_DIR, builtin_grids
 from mdp_prune.cli import config_fields, guarded, main
 from mdp_prune.config import PRESETS, RULES, RunConfig, train_hash
 from mdp_prune.errors import UserError
