@@ -6,7 +6,7 @@ A grid is YAML or JSON with three keys:
     seeds:  [0, 1, 2]                           every combination is run with every seed
     search_rounds: 8                            optional: cells run and are scored on their first 8 rounds
                                                 only; `compare` extends the chosen ones to `rounds`
-Named grids (`small`, `paper`, `plan`) live in gridsearch/grids/.
+Named grids are the YAML files of gridsearch/grids/ (`gridsearch.grids.builtin_grids`).
 
 A grid is checked whole when it is loaded, before any cell runs: every key and value against the same per-field
 rules as the command line (`mdp_prune.config.RULES`), then every cell's configuration; a mistake is one line
