@@ -84,9 +84,10 @@ class Grid:
 
 def load_grid(name_or_path: str) -> Grid:
     """A grid by built-in name or file, checked whole before any cell runs: every key, value and cell."""
-    path = GRIDS_DIR / f"{name_or_path}.yaml" if name_or_path in builtin_grids() else Path(name_or_path)
+    named = builtin_grids()
+    path = GRIDS_DIR / f"{name_or_path}.yaml" if name_or_path in named else Path(name_or_path)
     if not path.is_file():
-        raise UserError(f"no grid {name_or_path!r}: give a YAML/JSON file or one of {', '.join(builtin_grids())}")
+        raise UserError(f"no grid {name_or_path!r}: give a YAML/JSON file or one of {', '.join(named)}")
     raw = _read(path)
     unknown = set(raw) - {"base", "params", "seeds", "search_rounds"}
     if unknown:
