@@ -166,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--rewind-shares", type=_shares, default=(),
                        help="also score the rewind proxy retrained for these shares of a round's steps, comma "
                             "separated (e.g. 0.05,0.1,0.2; default: none): how long must a retrain be?")
+    check.add_argument("--pruned-examples", type=_counts, default=(),
+                       help="also score the pruned proxy on these numbers of validation examples, comma "
+                            "separated (e.g. 5000; default: none, only the run's qlearning.proxy_examples): "
+                            "how much of its error is the noise of a small subset?")
     check.add_argument("--quiet", action="store_true", help="no progress bars")
     add_threads_argument(check, _THREADS_HELP)
     return parser
@@ -180,6 +184,17 @@ def _shares(text: str) -> tuple[float, ...]:
     if bad:
         raise argparse.ArgumentTypeError(f"each share must be in (0, 1], got {bad[0]:g}")
     return shares
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
+    bad = [n for n in counts if n < 1]
+    if bad:
+        raise argparse.ArgumentTypeError(f"each count must be at least 1, got {bad[0]}")
+    return counts
 
 
 def _run_dir(path: Path) -> Path:
@@ -242,6 +257,6 @@ def _dispatch(args: argparse.Namespace) -> None:
 
         run = _run_dir(args.run_dir)
         summary = proxy_check(run, args.round, args.plans, progress=not args.quiet,
-                              rewind_shares=args.rewind_shares)
+                              rewind_shares=args.rewind_shares, pruned_examples=args.pruned_examples)
         print(summary.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
         print(f"tables in {paths.proxy_check_file(run, args.round).parent}")

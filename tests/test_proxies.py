@@ -233,6 +233,19 @@ def test_proxy_check_scores_every_kind_and_resumes_without_retraining(tmp_path, 
     with pytest.raises(SystemExit) as stop:
         main(["proxy-check", str(run), "--round", "1", "--rewind-shares", "0.5,2", "--quiet"])
     assert stop.value.code == 2
+    # the pruned proxy on other subsets of the validation set: evaluations only, and on the planner's own
+    # subset it is the `pruned` column itself
+    own = min(tiny().qlearning.proxy_examples, len(Setup(tiny()).splits.val_y))
+    wider = check.proxy_check(run, 1, n_plans=4, progress=False, pruned_examples=(own, 3)).set_index("proxy")
+    rows = pd.read_csv(paths.proxy_check_file(run, 1))
+    assert rows[f"pruned@{own}"].tolist() == rows["pruned"].tolist()
+    thirds = rows["pruned@3"] * 3  # an accuracy on 3 examples is a whole number of thirds
+    assert np.allclose(thirds, thirds.round(), atol=1e-5) and len(rows) == 4
+    assert wider.loc["pruned@3", "proxy_steps"] == 0
+    assert main(["proxy-check", str(run), "--round", "1", "--pruned-examples", "99999999", "--quiet"]) == 2
+    with pytest.raises(SystemExit) as stop:
+        main(["proxy-check", str(run), "--round", "1", "--pruned-examples", "0", "--quiet"])
+    assert stop.value.code == 2
 
 
 class AliasedEvaluator:

@@ -33,12 +33,14 @@ KINDS = ("pruned", *RETRAINING_KINDS, "planner")
 
 
 def proxy_check(run: Path, round_: int, n_plans: int = 20, progress: bool = True,
-                rewind_shares: tuple[float, ...] = ()) -> pd.DataFrame:
+                rewind_shares: tuple[float, ...] = (), pruned_examples: tuple[int, ...] = ()) -> pd.DataFrame:
     """Retrain `n_plans` plans of round `round_` and write every proxy kind's value beside the truth. Returns the
     summary (one row per kind: Spearman rho, p-value, steps per plan). `rewind_shares` adds the `rewind` proxy
-    at other retraining lengths (shares of a round's steps): how long must a retrain be to rank these plans?"""
+    at other retraining lengths (shares of a round's steps): how long must a retrain be to rank these plans?
+    `pruned_examples` adds the `pruned` proxy on other numbers of validation examples (the run's own is
+    `qlearning.proxy_examples`): how much of its error is the evaluation noise of a small subset?"""
     with folder_lock(run, "run folder"):  # reads the run's rounds and writes into its folder
-        return _proxy_check(run, round_, n_plans, progress, tuple(rewind_shares))
+        return _proxy_check(run, round_, n_plans, progress, tuple(rewind_shares), tuple(pruned_examples))
 
 
 def rewind_column(share: float) -> str:
@@ -49,8 +51,12 @@ def planner_column(share: float) -> str:
     return f"planner@{share:g}"
 
 
+def pruned_column(examples: int) -> str:
+    return f"pruned@{examples}"
+
+
 def _proxy_check(run: Path, round_: int, n_plans: int, progress: bool,
-                 rewind_shares: tuple[float, ...]) -> pd.DataFrame:
+                 rewind_shares: tuple[float, ...], pruned_examples: tuple[int, ...]) -> pd.DataFrame:
     if n_plans < 3:
         raise UserError(f"--plans must be at least 3 for a rank correlation, got {n_plans}")
     bad = [s for s in rewind_shares if not 0 < s <= 1]
@@ -61,6 +67,10 @@ def _proxy_check(run: Path, round_: int, n_plans: int, progress: bool,
     if not 0 <= round_ <= last:
         raise UserError(f"--round must be a trained round of {run} (0 to {last}), got {round_}")
     setup = Setup(config)
+    n_val = len(setup.splits.val_y)
+    bad = [n for n in pruned_examples if not 1 <= n <= n_val]
+    if bad:
+        raise UserError(f"--pruned-examples must be between 1 and the {n_val} validation examples, got {bad[0]}")
     dense = dense_round(setup, run.parent, progress)
     masks = _round_masks(run, round_, setup)
     model = setup.model()
@@ -70,8 +80,11 @@ def _proxy_check(run: Path, round_: int, n_plans: int, progress: bool,
 
     actions = config.prune.actions
     q = config.qlearning
-    n_proxy = min(q.proxy_examples, len(setup.splits.val_y))
-    cheap = ProxyEvaluator(model, weights, masks, actions, setup.splits.val_x[:n_proxy], setup.splits.val_y[:n_proxy])
+    def evaluator(n_examples: int) -> ProxyEvaluator:  # on the first n validation examples, as the planner's
+        return ProxyEvaluator(model, weights, masks, actions, setup.splits.val_x[:n_examples],
+                              setup.splits.val_y[:n_examples])
+
+    cheap = evaluator(min(q.proxy_examples, n_val))
     retrainer = Retrainer(model, trained, dense["rewind"], setup.splits, config.train, setup.order)
     steps = proxy_iterations(q.proxy_share, config.train)
     plans = _sample_plans(cheap.n_layers, len(actions), n_plans, derive_seed(config.train.seed, "proxy-check", round_))
@@ -80,7 +93,8 @@ def _proxy_check(run: Path, round_: int, n_plans: int, progress: bool,
     done = io.read_csv(out)
     finished = set(done["plan_index"]) if not done.empty else set()
     planner_proxy: RetrainedProxy | None = None
-    lengths = _RewindLengths(cheap, retrainer, config.train, q.proxy_candidates)
+    extras = _ExtraColumns(cheap, retrainer, config.train, q.proxy_candidates, rewind_shares,
+                           {n: evaluator(n) for n in pruned_examples})
     for i, plan in enumerate(plans):
         if i in finished:
             continue
@@ -98,11 +112,11 @@ def _proxy_check(run: Path, round_: int, n_plans: int, progress: bool,
             "pruned": cheap.accuracy(plan),
             **{kind: retrainer.accuracy(kind, plan_masks, steps) for kind in RETRAINING_KINDS},
             "planner": planner_proxy.accuracy(plan),
-            **{column: value for share in rewind_shares for column, value in lengths.values(plan, share).items()},
+            **extras.values(plan),
             "retrained_val_accuracy": result.val_accuracy, "retrained_test_accuracy": result.test_accuracy,
         }])
-    frame = lengths.fill(io.read_csv(out), out, rewind_shares, plans)
-    extra = {}
+    frame = extras.fill(io.read_csv(out), out, plans)
+    extra = {pruned_column(n): (0, "per plan") for n in pruned_examples}
     for share in rewind_shares:
         extra[rewind_column(share)] = (proxy_iterations(share, config.train), "per plan")
         extra[planner_column(share)] = (proxy_iterations(share, config.train) * q.proxy_candidates,
@@ -120,37 +134,50 @@ REFERENCES = {"weights_remaining": "reference: weights kept",
               "retrained_test_accuracy": "reference: noise ceiling"}
 
 
-class _RewindLengths:
-    """The `rewind` proxy at other lengths, per plan and as the planner would use it (its candidates retrained
-    for that length, the rest corrected by the cheap proxy)."""
+class _ExtraColumns:
+    """Proxy columns asked for beside the default kinds: the `rewind` proxy at other lengths, per plan and as
+    the planner would use it (its candidates retrained for that length, the rest corrected by the cheap proxy),
+    and the `pruned` proxy on other numbers of validation examples."""
 
-    def __init__(self, cheap: ProxyEvaluator, retrainer: Retrainer, train_config, candidates: int) -> None:  # noqa: ANN001
+    def __init__(self, cheap: ProxyEvaluator, retrainer: Retrainer, train_config, candidates: int,  # noqa: ANN001
+                 shares: tuple[float, ...], pruned: dict[int, ProxyEvaluator]) -> None:
         self.cheap, self.retrainer, self.train_config, self.candidates = cheap, retrainer, train_config, candidates
+        self.shares, self.pruned = shares, pruned
+        self.columns = [*(c for s in shares for c in (rewind_column(s), planner_column(s))),
+                        *(pruned_column(n) for n in pruned)]
         self._planners: dict[float, RetrainedProxy] = {}
 
-    def values(self, plan: tuple[int, ...], share: float) -> dict[str, float]:
+    def values(self, plan: tuple[int, ...]) -> dict[str, float]:
+        out = {pruned_column(n): evaluator.accuracy(plan) for n, evaluator in self.pruned.items()}
+        for share in self.shares:
+            out.update(self._rewind(plan, share))
+        return out
+
+    def _rewind(self, plan: tuple[int, ...], share: float) -> dict[str, float]:
         steps = proxy_iterations(share, self.train_config)
-        if share not in self._planners:
+        if share not in self._planners:  # its candidates cost short retrains: only when a plan needs them
             self._planners[share] = RetrainedProxy(
                 self.cheap, lambda m: self.retrainer.accuracy("rewind", m, steps), self.candidates)
         return {rewind_column(share): self.retrainer.accuracy("rewind", self.cheap.plan_masks(plan), steps),
                 planner_column(share): self._planners[share].accuracy(plan)}
 
-    def fill(self, frame: pd.DataFrame, out: Path, shares: tuple[float, ...], plans: list) -> pd.DataFrame:
-        """Plans retrained by an earlier check without some of `shares` get those columns now: short retrains
-        only, never a plan's full one."""
-        columns = [c for s in shares for c in (rewind_column(s), planner_column(s))]
-        if frame.empty or all(c in frame.columns and frame[c].notna().all() for c in columns):
+    def fill(self, frame: pd.DataFrame, out: Path, plans: list) -> pd.DataFrame:
+        """Plans retrained by an earlier check without some of the columns get them now: short retrains and
+        evaluations only, never a plan's full retrain."""
+        if frame.empty or all(c in frame.columns and frame[c].notna().all() for c in self.columns):
             return frame
         frame = frame.copy()
-        for c in columns:
+        for c in self.columns:
             if c not in frame.columns:
                 frame[c] = float("nan")
         for row in frame.index:
             plan = plans[int(frame.at[row, "plan_index"])]
-            for share in shares:
+            for n, evaluator in self.pruned.items():
+                if pd.isna(frame.at[row, pruned_column(n)]):
+                    frame.at[row, pruned_column(n)] = evaluator.accuracy(plan)
+            for share in self.shares:
                 if frame.loc[row, [rewind_column(share), planner_column(share)]].isna().any():
-                    for column, value in self.values(plan, share).items():
+                    for column, value in self._rewind(plan, share).items():
                         frame.at[row, column] = value
         io.write_csv(out, frame)
         return frame
