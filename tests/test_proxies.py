@@ -1,12 +1,14 @@
 """The retraining-aware proxies, the exact optimum of a round's MDP, warm starts and the proxy-step count."""
 
 import itertools
+import math
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy.stats import spearmanr
 
 from mdp_prune.cli import main
 from mdp_prune.engine import pruning
@@ -211,7 +213,11 @@ def test_proxy_check_scores_every_kind_and_resumes_without_retraining(tmp_path, 
     rows = pd.read_csv(paths.proxy_check_file(run, 1))
     assert len(rows) == 4 and rows["plan"].nunique() == 4
     assert set(summary["proxy"]) == {*check.KINDS, *check.REFERENCES}
-    assert summary["spearman_rho"].dropna().between(-1, 1).all()
+    assert summary[["spearman_rho", "spearman_rho_test"]].stack().dropna().between(-1, 1).all()
+    on_test = summary.set_index("proxy")["spearman_rho_test"]
+    assert math.isnan(on_test["retrained_test_accuracy"])  # the test ranking against itself is not a check
+    assert on_test["pruned"] == pytest.approx(spearmanr(rows["pruned"], rows["retrained_test_accuracy"])[0],
+                                              nan_ok=True)
     steps = summary.set_index("proxy")["proxy_steps"]
     assert steps["pruned"] == 0 and steps["rewind"] == steps["finetune"] > 0
     assert steps["planner"] == steps["rewind"] * tiny().qlearning.proxy_candidates
