@@ -175,26 +175,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _shares(text: str) -> tuple[float, ...]:
-    try:
-        shares = tuple(float(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    bad = [s for s in shares if not 0 < s <= 1]
-    if bad:
-        raise argparse.ArgumentTypeError(f"each share must be in (0, 1], got {bad[0]:g}")
-    return shares
+def _comma_list(convert: type, what: str, valid: Callable[[Any], bool], rule: str) -> Callable[[str], tuple]:
+    """An argparse type for a comma-separated list of `convert` values, each of which must be `valid`."""
+
+    def parse(text: str) -> tuple:
+        try:
+            values = tuple(convert(part) for part in text.split(",") if part.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {what}, got {text!r}") from None
+        bad = [v for v in values if not valid(v)]
+        if bad:
+            raise argparse.ArgumentTypeError(f"{rule}, got {bad[0]:g}")
+        return values
+
+    return parse
 
 
-def _counts(text: str) -> tuple[int, ...]:
-    try:
-        counts = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
-    bad = [n for n in counts if n < 1]
-    if bad:
-        raise argparse.ArgumentTypeError(f"each count must be at least 1, got {bad[0]}")
-    return counts
+_shares = _comma_list(float, "numbers", lambda s: 0 < s <= 1, "each share must be in (0, 1]")
+_counts = _comma_list(int, "whole numbers", lambda n: n >= 1, "each count must be at least 1")
 
 
 def _run_dir(path: Path) -> Path:
