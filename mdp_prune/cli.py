@@ -175,14 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _comma_list(convert: type, what: str, valid: Callable[[Any], bool], rule: str) -> Callable[[str], tuple]:
-    """An argparse type for a comma-separated list of `convert` values, each of which must be `valid`."""
+def _comma_list(kind: type, valid: Callable[[Any], bool], rule: str) -> Callable[[str], tuple]:
+    """`_tuple_of(kind)`, each value of which must also be `valid`."""
+    values_of = _tuple_of(kind)
 
     def parse(text: str) -> tuple:
-        try:
-            values = tuple(convert(part) for part in text.split(",") if part.strip())
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected comma-separated {what}, got {text!r}") from None
+        values = values_of(text)
         bad = [v for v in values if not valid(v)]
         if bad:
             raise argparse.ArgumentTypeError(f"{rule}, got {bad[0]:g}")
@@ -191,8 +189,8 @@ def _comma_list(convert: type, what: str, valid: Callable[[Any], bool], rule: st
     return parse
 
 
-_shares = _comma_list(float, "numbers", lambda s: 0 < s <= 1, "each share must be in (0, 1]")
-_counts = _comma_list(int, "whole numbers", lambda n: n >= 1, "each count must be at least 1")
+_shares = _comma_list(float, lambda s: 0 < s <= 1, "each share must be in (0, 1]")
+_counts = _comma_list(int, lambda n: n >= 1, "each count must be at least 1")
 
 
 def _run_dir(path: Path) -> Path:

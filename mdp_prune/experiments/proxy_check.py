@@ -85,7 +85,8 @@ def _proxy_check(run: Path, round_: int, n_plans: int, progress: bool,
         return ProxyEvaluator(model, weights, masks, actions, setup.splits.val_x[:n_examples],
                               setup.splits.val_y[:n_examples])
 
-    cheap = evaluator(min(q.proxy_examples, n_val))
+    n_cheap = min(q.proxy_examples, n_val)
+    cheap = evaluator(n_cheap)
     retrainer = Retrainer(model, trained, dense["rewind"], setup.splits, config.train, setup.order)
     steps = proxy_iterations(q.proxy_share, config.train)
     plans = _sample_plans(cheap.n_layers, len(actions), n_plans, derive_seed(config.train.seed, "proxy-check", round_))
@@ -95,7 +96,7 @@ def _proxy_check(run: Path, round_: int, n_plans: int, progress: bool,
     finished = set(done["plan_index"]) if not done.empty else set()
     planner_proxy: RetrainedProxy | None = None
     extras = _ExtraColumns(cheap, retrainer, config.train, q.proxy_candidates, rewind_shares,
-                           {n: evaluator(n) for n in pruned_examples})
+                           {n: cheap if n == n_cheap else evaluator(n) for n in pruned_examples})
     for i, plan in enumerate(plans):
         if i in finished:
             continue
