@@ -118,7 +118,9 @@ class QLearningConfig:
     budget: str = _opt("free", "free: the reward sets the pace; lt: each round removes exactly the lt baseline's share")
     budget_reward: str = _opt("committed", "budget lt: what the reward judges. committed: only the pruned proxy's "
                               "accuracy drop of the plan as rescaled to lt's count and committed (no retraining proxy "
-                              "is run); plan: PuRL's reward of the plan before it is rescaled")
+                              "is run); retrained: the same, then the proxy_candidates best distinct rescaled plans "
+                              "are retrained with --proxy (finetune or rewind) for proxy_share of a round's steps and "
+                              "the best of them is committed; plan: PuRL's reward of the plan before it is rescaled")
     feedback: bool = _opt(True, "feed the retrained validation accuracy back as a terminal reward of the plan")
     proxy_examples: int = _opt(1000, "validation examples used for the pruned proxy (a fixed subset)")
     proxy: str = _opt("rewind", "the reward's accuracy signal: pruned (trained weights under the plan's mask, no "
@@ -144,6 +146,9 @@ class QLearningConfig:
 
     def validate(self) -> None:
         check_fields(self, "qlearning")
+        if self.budget == "lt" and self.budget_reward == "retrained" and self.proxy not in RETRAINING_KINDS:
+            raise UserError(f"--budget-reward retrained retrains with --proxy, which must be "
+                            f"{' or '.join(RETRAINING_KINDS)}, not {self.proxy}")
 
 
 @dataclass(frozen=True)
@@ -393,7 +398,7 @@ RULES: dict[str, Rule] = {
     "qlearning.target_sparsity": Rule(float, 0, 1, "()"),
     "qlearning.beta": _POSITIVE,
     "qlearning.budget": Rule(str, choices=("free", "lt")),
-    "qlearning.budget_reward": Rule(str, choices=("plan", "committed")),
+    "qlearning.budget_reward": Rule(str, choices=("plan", "committed", "retrained")),
     "qlearning.feedback": Rule(bool),
     "qlearning.proxy_examples": _COUNT,
     "qlearning.proxy": Rule(str, choices=PROXY_KINDS),

@@ -10,8 +10,9 @@ from torch import nn
 
 from mdp_prune.engine import pruning
 from mdp_prune.engine.models import build_model, prunable_weights
+from mdp_prune.errors import UserError
 from mdp_prune.experiments.imp import Setup, run_imp
-from mdp_prune.planners.proxies import all_prefixes
+from mdp_prune.planners.proxies import all_prefixes, proxy_iterations
 from mdp_prune.planners.qlearning.env import (
     CommittedBudgetEnv,
     ProxyEvaluator,
@@ -210,19 +211,36 @@ def test_qlearning_run_logs_convergence(tmp_path, tiny):
     assert pd.read_csv(run / paths.ROUNDS)["weights_remaining"].is_monotonic_decreasing
 
 
-@pytest.mark.parametrize("budget_reward", ["plan", "committed"])
+@pytest.mark.parametrize("budget_reward", ["plan", "committed", "retrained"])
 def test_budget_mode_matches_the_lt_sparsity_each_round(tmp_path, tiny, budget_reward):
-    q = run_imp(_q(tiny, **{"qlearning.budget": "lt", "qlearning.budget_reward": budget_reward}), tmp_path,
-                progress=False)
+    q = run_imp(_q(tiny, **{"qlearning.budget": "lt", "qlearning.budget_reward": budget_reward,
+                            "qlearning.proxy": "finetune"}), tmp_path, progress=False)
     lt = run_imp(tiny(), tmp_path, progress=False)
     q_rows, lt_rows = pd.read_csv(q / paths.ROUNDS), pd.read_csv(lt / paths.ROUNDS)
     assert np.allclose(q_rows["weights_remaining"], lt_rows["weights_remaining"], atol=1e-9)
+    log = pd.read_csv(q / paths.QLEARNING_ROUNDS)
     if budget_reward == "committed":  # judged by the pruned proxy alone: nothing is retrained for the reward
         assert (q_rows["proxy_iterations"] == 0).all()
-        assert pd.read_csv(q / paths.QLEARNING_ROUNDS)["proxy"].eq("pruned").all()
+        assert log["proxy"].eq("pruned").all()
+    if budget_reward == "retrained":  # each round retrains its candidates, and counts every step of it
+        config = _q(tiny)
+        steps = proxy_iterations(config.qlearning.proxy_share, config.train)
+        per_round = np.diff(q_rows["proxy_iterations"].to_numpy())
+        assert (per_round == steps * log["retrained_candidates"].to_numpy()[:-1]).all()
+        assert log["proxy"].eq("finetune").all() and (log["retrained_candidates"] >= 2).all()
+        assert (log["retrained_accuracy"] >= log["retrained_accuracy_of_choice"]).all()
 
 
-@pytest.mark.parametrize("extra", [{}, {"qlearning.budget": "lt", "qlearning.budget_reward": "committed"}])
+def test_budget_reward_retrained_needs_a_retraining_proxy(tiny):
+    with pytest.raises(UserError, match="--budget-reward retrained retrains with --proxy"):
+        _q(tiny, **{"qlearning.budget": "lt", "qlearning.budget_reward": "retrained", "qlearning.proxy": "pruned"})
+    # free mode never reads budget_reward, so the combination is not an error there
+    _q(tiny, **{"qlearning.budget_reward": "retrained", "qlearning.proxy": "pruned"})
+
+
+@pytest.mark.parametrize("extra", [{}, {"qlearning.budget": "lt", "qlearning.budget_reward": "committed"},
+                                   {"qlearning.budget": "lt", "qlearning.budget_reward": "retrained",
+                                    "qlearning.proxy": "finetune"}])
 def test_qlearning_run_resumes_exactly(tmp_path, tiny, extra):
     full = run_imp(_q(tiny, **extra), tmp_path / "full", progress=False)
 

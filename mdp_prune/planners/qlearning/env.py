@@ -108,9 +108,12 @@ class ProxyEvaluator:
         rescale to the same counts)."""
         self.lookups += 1
         if counts not in self._counts_accuracy:
-            masks = {n: self.count_mask(i, c) for i, (n, c) in enumerate(zip(self.names, counts, strict=True))}
-            self._counts_accuracy[counts] = self._forward(masks)
+            self._counts_accuracy[counts] = self._forward(self.counts_masks(counts))
         return self._counts_accuracy[counts]
+
+    def counts_masks(self, counts: tuple[int, ...]) -> dict[str, torch.Tensor]:
+        """The masks with `counts[l]` more of layer l's weights removed, smallest magnitudes first."""
+        return {n: self.count_mask(i, c) for i, (n, c) in enumerate(zip(self.names, counts, strict=True))}
 
     def accuracy(self, plan: tuple[int, ...]) -> float:
         self.lookups += 1

@@ -103,11 +103,44 @@ class QLearningPlanner(Planner):
         return env, evaluator
 
     def _judges_committed(self) -> bool:
-        return self.q.budget == "lt" and self.q.budget_reward == "committed"
+        return self.q.budget == "lt" and self.q.budget_reward in ("committed", "retrained")
+
+    def _retrained_pick(self, ctx: RoundContext, env: CommittedBudgetEnv, evaluator: ProxyEvaluator,
+                        chosen: tuple[int, ...]) -> tuple[tuple[int, ...], dict[str, Any]]:
+        """`--budget-reward retrained`: the plan committed among the `proxy_candidates` best distinct rescaled
+        plans by the pruned proxy (the round's choice `chosen` always among them), by the accuracy of each after
+        `proxy_share` of a round's steps of `--proxy`; ties keep the pruned proxy's order.
+
+        Every rescaled plan removes the same count, so retraining can only re-rank allocations; it is spent
+        where the pruned proxy is least trusted, between the allocations it rates close to the best."""
+        if ctx.retrainer is None:
+            raise UserError("--budget-reward retrained needs the IMP loop's retrainer")
+        gamma, n_layers, n_actions = self.agent.gamma, evaluator.n_layers, len(self.config.prune.actions)  # type: ignore[union-attr]
+        pool = (itertools.product(range(n_actions), repeat=n_layers)
+                if plan_space_size(n_layers, n_actions) <= MAX_ENUMERATED_PLANS
+                else [tuple([a] * n_layers) for a in range(n_actions)])
+        by_counts: dict[tuple[int, ...], tuple[int, ...]] = {}
+        for plan in [chosen, *pool]:  # the first plan of each rescaled allocation stands for it
+            by_counts.setdefault(evaluator.budget_counts(plan, env.budget, env.max_fraction), plan)
+        # sorted is stable, so on ties `chosen` (first in the pool) keeps its place ahead
+        ranked = sorted(by_counts.values(), key=lambda p: -env.discounted_return(p, gamma))
+        candidates = ranked[:self.q.proxy_candidates]
+        if chosen not in candidates:
+            candidates[-1] = chosen
+        iterations = proxy_iterations(self.q.proxy_share, self.config.train)
+        scores = []
+        for plan in candidates:
+            masks = evaluator.counts_masks(evaluator.budget_counts(plan, env.budget, env.max_fraction))
+            scores.append(ctx.retrainer.accuracy(self.q.proxy, masks, iterations))
+        best = max(range(len(candidates)), key=lambda i: (scores[i], -i))
+        return candidates[best], {"retrained_candidates": len(candidates), "retrained_pick_rank": best,
+                                  "retrained_accuracy": scores[best], "retrained_accuracy_of_choice":
+                                  scores[candidates.index(chosen)]}
 
     def _committed_budget_env(self, ctx: RoundContext, evaluator: ProxyEvaluator) -> CommittedBudgetEnv:
         # Every rescaled plan removes the same count, so a retraining proxy's candidates (one per share removed)
-        # would add one constant to all of them: the pruned proxy alone ranks them, and none is retrained.
+        # would add one constant to all of them: the pruned proxy alone ranks them (`retrained` then re-ranks
+        # the best few by retraining, outside the MDP).
         if self.dense_val_accuracy is None:
             self.dense_proxy_accuracy, self.dense_val_accuracy = evaluator.accuracy(()), ctx.result.val_accuracy
         self.reference_val_accuracy = ctx.result.val_accuracy
@@ -238,6 +271,9 @@ class QLearningPlanner(Planner):
         plan = forced = self._keeps_pruning(ctx, env, chosen)
         if forced is None:
             plan = chosen
+        retrained: dict[str, Any] = {}
+        if self._judges_committed() and self.q.budget_reward == "retrained":
+            plan, retrained = self._retrained_pick(ctx, env, evaluator, chosen)  # type: ignore[arg-type]
         if plan != greedy_plan:
             transitions = _transitions(env, plan)
         fractions = {n: self.config.prune.actions[a] for n, a in zip(evaluator.names, plan, strict=True)}
@@ -252,7 +288,8 @@ class QLearningPlanner(Planner):
             k - pruning.prune_count(k, fractions[n]) for n, k in zip(evaluator.names, evaluator.kept, strict=True)
         ) / evaluator.total
         self._write_diagnostics(ctx, env, evaluator, logs, before, greedy_return, time.perf_counter() - began,
-                                greedy_plan, chosen, plan, optimum, optimum_seconds, len(played), climb_moves)
+                                greedy_plan, chosen, plan, optimum, optimum_seconds, len(played), climb_moves,
+                                retrained)
         return fractions
 
     def _keeps_pruning(self, ctx: RoundContext, env: PruningEnv, plan: tuple[int, ...]) -> tuple[int, ...] | None:
@@ -275,7 +312,7 @@ class QLearningPlanner(Planner):
                            before: np.ndarray, greedy_return: float, seconds: float, greedy: tuple[int, ...],
                            chosen: tuple[int, ...], committed: tuple[int, ...],
                            optimum: tuple[tuple[int, ...], float] | None, optimum_seconds: float,
-                           n_played: int, climb_moves: int) -> None:
+                           n_played: int, climb_moves: int, retrained: dict[str, Any]) -> None:
         run, table, gamma = ctx.run_dir, self.agent.table, self.agent.gamma  # type: ignore[union-attr]
         visited = table.visits.sum(1) > 0
         changed = int(np.sum(visited & (np.argmax(before, 1) != np.argmax(table.values, 1))))
@@ -290,12 +327,13 @@ class QLearningPlanner(Planner):
                    "state_action_pairs": int(table.visits.size), "proxy_evaluations": evaluator.evaluations,
                    "proxy_lookups": evaluator.lookups, "reference_proxy_accuracy": env.reference_accuracy,
                    "target_sparsity": env.target_sparsity, "seconds": seconds,
-                   "proxy": "pruned" if self._judges_committed() else self.q.proxy,
+                   "proxy": "pruned" if self._judges_committed() and not retrained else self.q.proxy,
                    "proxy_iterations": ctx.retrainer.iterations if ctx.retrainer else 0,
                    "commit": self.q.commit, "plans_played": n_played, "climb_moves": climb_moves,
-                   "committed_plan": self._plan_text(committed), "forced_nonempty": committed != chosen,
+                   "committed_plan": self._plan_text(committed),
+                   "forced_nonempty": committed != chosen and not retrained,
                    "greedy_discounted_return": env.discounted_return(greedy, gamma),
-                   "committed_discounted_return": env.discounted_return(committed, gamma)}
+                   "committed_discounted_return": env.discounted_return(committed, gamma), **retrained}
         if optimum is not None:
             # The diagnostic's own cost, inside `seconds`: it evaluates every plan prefix the episodes did not.
             summary.update(optimum_seconds=optimum_seconds,
