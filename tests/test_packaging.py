@@ -71,3 +71,12 @@ def test_docs_link_only_to_files_in_the_repository():
         if doc.suffix == ".md":
             for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):
                 assert (doc.parent / target).exists(), f"{doc}: broken link {target}"
+
+
+def test_the_readme_names_every_built_in_grid():
+    """The README's GRID row is written by hand: a grid added to gridsearch/grids must be added there too."""
+    from gridsearch.grids import builtin_grids
+
+    row = next(line for line in (ROOT / "README.md").read_text().splitlines() if "variables `GRID`" in line)
+    missing = [name for name in builtin_grids() if f"`{name}`" not in row]
+    assert not missing, f"README's GRID row does not name the grids {missing}"
