@@ -123,15 +123,14 @@ class QLearningPlanner(Planner):
         for plan in [chosen, *pool]:  # the first plan of each rescaled allocation stands for it
             by_counts.setdefault(evaluator.budget_counts(plan, env.budget, env.max_fraction), plan)
         # sorted is stable, so on ties `chosen` (first in the pool) keeps its place ahead
-        ranked = sorted(by_counts.values(), key=lambda p: -env.discounted_return(p, gamma))
-        candidates = ranked[:self.q.proxy_candidates]
-        if chosen not in candidates:
-            candidates[-1] = chosen
+        ranked = sorted(by_counts.items(), key=lambda item: -env.discounted_return(item[1], gamma))
+        picked = ranked[:self.q.proxy_candidates]
+        if chosen not in [plan for _, plan in picked]:
+            picked[-1] = next(item for item in ranked if item[1] == chosen)
         iterations = proxy_iterations(self.q.proxy_share, self.config.train)
-        scores = []
-        for plan in candidates:
-            masks = evaluator.counts_masks(evaluator.budget_counts(plan, env.budget, env.max_fraction))
-            scores.append(ctx.retrainer.accuracy(self.q.proxy, masks, iterations))
+        candidates = [plan for _, plan in picked]
+        scores = [ctx.retrainer.accuracy(self.q.proxy, evaluator.counts_masks(counts), iterations)
+                  for counts, _ in picked]
         best = max(range(len(candidates)), key=lambda i: (scores[i], -i))
         return candidates[best], {"retrained_candidates": len(candidates), "retrained_pick_rank": best,
                                   "retrained_accuracy": scores[best], "retrained_accuracy_of_choice":
