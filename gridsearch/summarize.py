@@ -21,16 +21,24 @@ import pandas as pd
 from gridsearch import markdown
 from gridsearch.markdown import mean_std
 from gridsearch.stats import against_reference
-from mdp_prune.config import RunConfig
+from mdp_prune.config import QLearningConfig, RunConfig
 from mdp_prune.engine.numerics import NUMERIC_FIELDS
 from mdp_prune.errors import UserError
 from mdp_prune.store import io, paths
 
 
 def method_name(config: RunConfig) -> str:
-    if config.prune.planner == "qlearning":  # a warm start is another method: its Q-table comes from a run
-        return f"qlearning ({config.qlearning.budget}{', warm start' if config.qlearning.init_qtable else ''})"
-    return config.prune.planner
+    if config.prune.planner != "qlearning":
+        return config.prune.planner
+    q = config.qlearning
+    # a warm start, or a budget reward other than the default, is another method: a summary of both rewards'
+    # runs compares them instead of pooling them as more runs of one seed
+    qualifiers = [q.budget]
+    if q.budget == "lt" and q.budget_reward != QLearningConfig().budget_reward:
+        qualifiers.append(q.budget_reward)
+    if q.init_qtable:
+        qualifiers.append("warm start")
+    return f"qlearning ({', '.join(qualifiers)})"
 
 
 def collect(run_dirs: Sequence[Path]) -> pd.DataFrame:

@@ -296,6 +296,10 @@ def test_method_names_tell_budget_free_and_warm_started_planners_apart(tiny):
     names = [method_name(tiny(**{"prune.planner": "qlearning", "qlearning.budget": budget}).replace(**extra))
              for budget in ("lt", "free") for extra in ({}, {"qlearning.init_qtable": "results/qlearning_0"})]
     assert names == ["qlearning (lt)", "qlearning (lt, warm start)", "qlearning (free)", "qlearning (free, warm start)"]
+    rewards = [method_name(tiny(**{"prune.planner": "qlearning", "qlearning.budget": budget,
+                                    "qlearning.budget_reward": reward, "qlearning.proxy": "finetune"}))
+               for budget in ("lt", "free") for reward in ("committed", "retrained")]
+    assert rewards == ["qlearning (lt)", "qlearning (lt, retrained)", "qlearning (free)", "qlearning (free)"]
     assert method_name(tiny()) == "lt"
 
 
