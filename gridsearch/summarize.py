@@ -21,7 +21,7 @@ import pandas as pd
 from gridsearch import markdown
 from gridsearch.markdown import mean_std
 from gridsearch.stats import against_reference
-from mdp_prune.config import QLearningConfig, RunConfig
+from mdp_prune.config import RunConfig, non_default_fields
 from mdp_prune.engine.numerics import NUMERIC_FIELDS
 from mdp_prune.errors import UserError
 from mdp_prune.store import io, paths
@@ -34,7 +34,7 @@ def method_name(config: RunConfig) -> str:
     # a warm start, or a budget reward other than the default, is another method: a summary of both rewards'
     # runs compares them instead of pooling them as more runs of one seed
     qualifiers = [q.budget]
-    if q.budget == "lt" and q.budget_reward != QLearningConfig().budget_reward:
+    if q.budget == "lt" and "budget_reward" in non_default_fields(q):
         qualifiers.append(q.budget_reward)
     if q.init_qtable:
         qualifiers.append("warm start")
