@@ -6,6 +6,10 @@ A grid is YAML or JSON with three keys:
     seeds:  [0, 1, 2]                           every combination is run with every seed
     search_rounds: 8                            optional: cells run and are scored on their first 8 rounds
                                                 only; `compare` extends the chosen ones to `rounds`
+    extends: small                              optional: start from another grid (a built-in name, or a
+                                                file relative to this one's folder) and change it
+Under `extends`, this file's `base` and `params` entries replace the other grid's entry of the same key (a key
+fixed in `base` here is no longer searched), and its `seeds` and `search_rounds`, where given, replace the other's.
 Named grids are the YAML files of gridsearch/grids/ (`gridsearch.grids.builtin_grids`).
 
 A grid is checked whole when it is loaded, before any cell runs: every key and value against the same per-field
@@ -82,22 +86,58 @@ class Grid:
         return config.rounds if self.search_rounds is None else min(self.search_rounds, config.rounds)
 
 
+KEYS = ("base", "params", "seeds", "search_rounds", "extends")
+
+
 def load_grid(name_or_path: str) -> Grid:
     """A grid by built-in name or file, checked whole before any cell runs: every key, value and cell."""
+    grid = _load(_grid_path(name_or_path, None), ())
+    grid.cells()  # validate every field name and value now, with one clear error
+    return grid
+
+
+def _grid_path(name_or_path: str, extended_by: Path | None) -> Path:
     named = builtin_grids()
-    path = GRIDS_DIR / f"{name_or_path}.yaml" if name_or_path in named else Path(name_or_path)
+    if name_or_path in named:
+        return GRIDS_DIR / f"{name_or_path}.yaml"
+    path = Path(name_or_path)
+    if extended_by is not None and not path.is_absolute():
+        path = extended_by.parent / path  # relative to the grid that names it, not to the working directory
     if not path.is_file():
-        raise UserError(f"no grid {name_or_path!r}: give a YAML/JSON file or one of {', '.join(named)}")
+        where = f"grid {extended_by}: extends " if extended_by is not None else ""
+        raise UserError(f"{where}no grid {name_or_path!r}: give a YAML/JSON file or one of {', '.join(named)}")
+    return path
+
+
+def _load(path: Path, chain: tuple[Path, ...]) -> Grid:
     raw = _read(path)
-    unknown = set(raw) - {"base", "params", "seeds", "search_rounds"}
+    unknown = set(raw) - set(KEYS)
     if unknown:
-        raise UserError(f"grid {path} must have only base, params, seeds and search_rounds "
+        raise UserError(f"grid {path} must have only {', '.join(KEYS[:-1])} and {KEYS[-1]} "
                         f"(got {sorted(map(str, raw))})")
     base = {key: _value(path, "base", key, value) for key, value in _mapping(path, raw, "base").items()}
     params = {key: _values(path, key, values) for key, values in _mapping(path, raw, "params").items()}
-    grid = Grid(path.stem, base, params, _seeds(path, raw.get("seeds", [0])), _search_rounds(path, raw), str(path))
-    grid.cells()  # validate every field name and value now, with one clear error
-    return grid
+    seeds = _seeds(path, raw["seeds"]) if "seeds" in raw else None
+    search_rounds = _search_rounds(path, raw)
+    if "extends" in raw:
+        parent = _load(_parent_path(path, raw["extends"], chain), (*chain, path))
+        base = {**parent.base, **base}
+        params = {key: values for key, values in {**parent.params, **params}.items()
+                  if key in params or key not in base}  # fixing a searched key here ends its search
+        seeds = parent.seeds if seeds is None else seeds
+        search_rounds = parent.search_rounds if "search_rounds" not in raw else search_rounds
+    return Grid(path.stem, base, params, [0] if seeds is None else seeds, search_rounds, str(path))
+
+
+def _parent_path(path: Path, extends: Any, chain: tuple[Path, ...]) -> Path:
+    if not isinstance(extends, str) or not extends:
+        raise UserError(f"grid {path}: extends must name a built-in grid or a grid file, got {extends!r}")
+    parent = _grid_path(extends, path)
+    seen = [p.resolve() for p in (*chain, path)]
+    if parent.resolve() in seen:
+        cycle = " -> ".join(str(p) for p in (*chain, path, parent)[seen.index(parent.resolve()):])
+        raise UserError(f"grid {path}: extends makes a cycle ({cycle})")
+    return parent
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -113,10 +113,22 @@ def test_the_committed_budget_reward_default_keeps_both_rewards_folders_and_free
     assert RunConfig.from_dict(old).qlearning.budget_reward == "committed"  # a user's settings: today's default
 
 
+def _written(name: str) -> dict:
+    """A built-in grid's file as written, with an `extends` spelled out by the documented rule."""
+    raw = yaml.safe_load((GRIDS_DIR / f"{name}.yaml").read_text())
+    if "extends" not in raw:
+        return raw
+    parent = _written(raw.pop("extends"))
+    base = {**parent["base"], **raw.get("base", {})}
+    params = {**parent.get("params", {}), **raw.get("params", {})}
+    params = {k: v for k, v in params.items() if k in raw.get("params", {}) or k not in base}
+    return {**parent, **raw, "base": base, "params": params}
+
+
 @pytest.mark.parametrize("name", builtin_grids())
 def test_builtin_grids_keep_their_run_folders(name):
     """The loader's checks and conversions do not move a cell: its hash is that of the file's values as written."""
-    raw = yaml.safe_load((GRIDS_DIR / f"{name}.yaml").read_text())
+    raw = _written(name)
     cells = load_grid(name).cells()
     assert len(cells) == len(ParameterGrid(raw["params"])) * len(raw["seeds"])
     for cell in cells:
@@ -219,7 +231,7 @@ GRID_CASES = [  # (file content, what the one-line error says)
     ("- 1\n- 2\n", "must be a mapping with base, params, seeds and search_rounds, got a list"),
     ("base: [1, 2]\n", "base must be a mapping of dotted config names"),
     ("params: 3\n", "params must be a mapping of dotted config names"),
-    ("extra: 1\n", "must have only base, params, seeds and search_rounds"),
+    ("extra: 1\n", "must have only base, params, seeds, search_rounds and extends"),
     (b"\xff\xfe\x00\x01 binary", "it is not UTF-8 text"),
     ("base: {train.lr: [0.1\n", "cannot parse grid"),
     ("params:\n  qlearning.alpha: [0.1\n  - x", "cannot parse grid"),
@@ -230,6 +242,10 @@ GRID_CASES = [  # (file content, what the one-line error says)
     ("seeds: [-1]\n", "seeds: train.seed must be in [0, "),
     (f"seeds: [{2**70}]\n", "seeds: train.seed must be in [0, "),
     ("seeds: [0, 0]\n", "seeds repeat a seed"),
+    ("extends: grid.yaml\n", "extends makes a cycle"),
+    ("extends: nowhere.yaml\n", "extends no grid 'nowhere.yaml'"),
+    ("extends: 3\n", "extends must name a built-in grid or a grid file, got 3"),
+    ("extends: small\nparams:\n  qlearning.alpha: []\n", "params: qlearning.alpha has no values"),
     ("base:\n  train.seed: 3\n", "base sets train.seed; give the seeds as `seeds: [0, 1, 2]`"),
     ("base:\n  train.batch_size: 1.5\n", "train.batch_size must be a whole number (at least 1), got 1.5"),
     ("base:\n  train.batch_size: true\n", "train.batch_size must be a whole number"),

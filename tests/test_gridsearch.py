@@ -8,6 +8,7 @@ import yaml
 
 from gridsearch.cli import main as grid_main
 from gridsearch.grid import load_grid
+from gridsearch.grids import GRIDS_DIR
 from gridsearch.markdown import mean_std, seed_cell
 from gridsearch.selection import search, select
 from mdp_prune.store import paths
@@ -35,6 +36,31 @@ def test_builtin_grids_load_and_bad_grids_are_clear_errors(tmp_path, capsys):
     assert "unknown configuration field" in capsys.readouterr().err
     assert grid_main(["search", "--grid", "nonexistent", "--out", str(tmp_path / "o")]) == 2
     assert not (tmp_path / "o").exists()
+
+
+def test_a_grid_extends_another_and_changes_only_what_it_names(tmp_path):
+    """`extends`: base and params entries replace the parent's by key, a key fixed in base leaves the search,
+    seeds replace; a relative parent is found beside the file. The built-in `retrained` grid is the small grid
+    written out with its two settings: the same cells, so the same run folders."""
+    (tmp_path / "sub").mkdir()
+    parent = tmp_path / "sub" / "parent.yaml"
+    parent.write_text(yaml.safe_dump({"base": {"train.dataset": "digits", "prune.planner": "qlearning", "rounds": 2},
+                                      "params": {"qlearning.alpha": [0.5, 1.0], "qlearning.gamma": [0.5, 0.9]},
+                                      "seeds": [0, 1], "search_rounds": 1}))
+    child = tmp_path / "sub" / "child.yaml"
+    child.write_text(yaml.safe_dump({"extends": "parent.yaml", "base": {"qlearning.gamma": 0.7, "rounds": 3},
+                                     "params": {"qlearning.beta": [1.0, 2.0]}, "seeds": [4]}))
+    grid = load_grid(str(child))
+    assert grid.name == "child" and grid.seeds == [4] and grid.search_rounds == 1
+    assert grid.base == {"train.dataset": "digits", "prune.planner": "qlearning", "rounds": 3, "qlearning.gamma": 0.7}
+    assert grid.params == {"qlearning.alpha": [0.5, 1.0], "qlearning.beta": [1.0, 2.0]}
+    assert {c.config.qlearning.gamma for c in grid.cells()} == {0.7} and len(grid.cells()) == 4
+    small = yaml.safe_load((GRIDS_DIR / "small.yaml").read_text())
+    small["base"].update({"qlearning.budget_reward": "retrained", "qlearning.proxy": "finetune"})
+    written = tmp_path / "written.yaml"
+    written.write_text(yaml.safe_dump(small))
+    assert [c.config.hash() for c in load_grid("retrained").cells()] == [
+        c.config.hash() for c in load_grid(str(written)).cells()]
 
 
 def test_parallel_equals_serial_and_a_rerun_skips_finished_cells(tmp_path, tiny_grid):
