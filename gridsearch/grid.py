@@ -1,6 +1,6 @@
 """Grid files and their expansion, after scikit-learn's `ParameterGrid` (sorted keys, last key fastest).
 
-A grid is YAML or JSON with three keys:
+A grid is YAML or JSON with these keys:
     base:   {dotted.config.name: value}        fixed settings of every cell
     params: {dotted.config.name: [values]}     the grid
     seeds:  [0, 1, 2]                           every combination is run with every seed
