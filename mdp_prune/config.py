@@ -121,6 +121,10 @@ class QLearningConfig:
                               "is run); retrained: the same, then the proxy_candidates best distinct rescaled plans "
                               "are retrained with --proxy (finetune or rewind) for proxy_share of a round's steps and "
                               "the best of them is committed; plan: PuRL's reward of the plan before it is rescaled")
+    anchor_z: float = _opt(0.0, "budget lt: commit the planner's allocation only when, on the proxy's validation "
+                           "examples, it beats lt's own allocation of the same count by at least this many paired "
+                           "standard errors (McNemar's (wins - losses) / sqrt(wins + losses)); otherwise commit lt's. "
+                           "0: always commit the planner's")
     feedback: bool = _opt(True, "feed the retrained validation accuracy back as a terminal reward of the plan")
     proxy_examples: int = _opt(1000, "validation examples used for the pruned proxy (a fixed subset)")
     proxy: str = _opt("rewind", "the reward's accuracy signal: pruned (trained weights under the plan's mask, no "
@@ -149,6 +153,9 @@ class QLearningConfig:
         if self.budget == "lt" and self.budget_reward == "retrained" and self.proxy not in RETRAINING_KINDS:
             raise UserError(f"--budget-reward retrained retrains with --proxy, which must be "
                             f"{' or '.join(RETRAINING_KINDS)}, not {self.proxy}")
+        if self.anchor_z > 0 and self.budget != "lt":
+            raise UserError(f"--anchor-z {self.anchor_z:g} compares with lt's allocation of lt's count, so it needs "
+                            "--budget lt")
 
 
 @dataclass(frozen=True)
@@ -170,6 +177,14 @@ class RunConfig:
         self.prune.validate()
         self.qlearning.validate()
         check_fields(self, "")
+        if self.qlearning.anchor_z > 0:
+            p = self.prune
+            missing = [f"--{flag} {value:g}" for flag, value in (("prune-fc", p.prune_fc), ("prune-conv", p.prune_conv),
+                                                                  ("prune-output", p.prune_output))
+                       if not any(math.isclose(value, a) for a in p.actions)]
+            if missing:
+                raise UserError(f"--anchor-z commits lt's allocation as a plan of --actions, which lacks "
+                                f"{', '.join(missing)}")
         return self
 
     def hash(self) -> str:
@@ -399,6 +414,7 @@ RULES: dict[str, Rule] = {
     "qlearning.beta": _POSITIVE,
     "qlearning.budget": Rule(str, choices=("free", "lt")),
     "qlearning.budget_reward": Rule(str, choices=("plan", "committed", "retrained")),
+    "qlearning.anchor_z": Rule(float, 0, None, "[)", words="non-negative"),
     "qlearning.feedback": Rule(bool),
     "qlearning.proxy_examples": _COUNT,
     "qlearning.proxy": Rule(str, choices=PROXY_KINDS),

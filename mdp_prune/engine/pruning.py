@@ -142,7 +142,11 @@ def budget_counts(fractions: Mapping[str, float], kept: Mapping[str, int], budge
 def match_budget(fractions: Mapping[str, float], kept: Mapping[str, int], budget: int,
                  max_fraction: float = 0.99) -> dict[str, float]:
     """`budget_counts` as fractions of each layer's remaining weights (`prune_count` gives the counts back)."""
-    counts = budget_counts(fractions, kept, budget, max_fraction)
+    return count_fractions(budget_counts(fractions, kept, budget, max_fraction), kept)
+
+
+def count_fractions(counts: Mapping[str, int], kept: Mapping[str, int]) -> dict[str, float]:
+    """Per-layer fractions of the weights remaining that `prune_count` turns back into `counts` exactly."""
     return {n: _fraction_for(counts[n], kept[n]) for n in kept}
 
 

@@ -124,15 +124,23 @@ class ProxyEvaluator:
     def _evaluate(self, plan: tuple[int, ...]) -> None:
         self._accuracy[plan] = self._forward(self.plan_masks(plan))
 
-    @torch.no_grad()
+    def counts_correct(self, counts: tuple[int, ...]) -> torch.Tensor:
+        """Which proxy examples the network classifies correctly with `counts[l]` more of layer l's weights
+        removed (a bool per example): two plans are compared on the same examples (`paired_z`)."""
+        return self._logits(self.counts_masks(counts)).argmax(1) == self.y
+
     def _forward(self, masks: Mapping[str, torch.Tensor]) -> float:
+        return self._score(self._logits(masks))
+
+    @torch.no_grad()
+    def _logits(self, masks: Mapping[str, torch.Tensor]) -> torch.Tensor:
         self.evaluations += 1
         params = {f"{n}.weight": self.weights[n] * masks[n] for n in self.names}
         was_training = self.model.training
         self.model.eval()
         logits = functional_call(self.model, params, (self.x,))
         self.model.train(was_training)
-        return self._score(logits)
+        return logits
 
     def _score(self, logits: torch.Tensor) -> float:
         return (logits.argmax(1) == self.y).float().mean().item()
@@ -207,6 +215,19 @@ class ProxyEvaluator:
             else:
                 outputs = unchanged
             self._evaluate_tree(child, outputs, layers, todo, needed)
+
+
+def paired_z(correct: torch.Tensor, reference_correct: torch.Tensor) -> tuple[float, int, int]:
+    """McNemar's statistic of one classifier against a reference on the same examples: (wins - losses) /
+    sqrt(wins + losses), where wins are the examples only `correct` gets right and losses those only the
+    reference gets right (0 when they disagree nowhere); returns it with the wins and the losses.
+
+    Two allocations of one round's count differ on a few dozen of the proxy's examples, so their accuracies
+    are compared on those, not as two independent estimates whose noise would swamp the difference."""
+    wins = int((correct & ~reference_correct).sum().item())
+    losses = int((~correct & reference_correct).sum().item())
+    z = (wins - losses) / math.sqrt(wins + losses) if wins + losses else 0.0
+    return z, wins, losses
 
 
 def purl_reward(accuracy: float, sparsity: float, target_accuracy: float, target_sparsity: float,

@@ -42,6 +42,7 @@ from mdp_prune.planners.qlearning.env import (
     exact_optimum,
     greedy_rollout,
     hill_climb,
+    paired_z,
     purl_reward,
 )
 from mdp_prune.store import io, paths
@@ -273,6 +274,10 @@ class QLearningPlanner(Planner):
         retrained: dict[str, Any] = {}
         if self._judges_committed() and self.q.budget_reward == "retrained":
             plan, retrained = self._retrained_pick(ctx, env, evaluator, chosen)  # type: ignore[arg-type]
+        anchor: dict[str, Any] = {}
+        anchor_counts = None
+        if self.q.anchor_z > 0:
+            plan, anchor_counts, anchor = self._anchored(ctx, evaluator, plan)
         if plan != greedy_plan:
             transitions = _transitions(env, plan)
         fractions = {n: self.config.prune.actions[a] for n, a in zip(evaluator.names, plan, strict=True)}
@@ -280,16 +285,45 @@ class QLearningPlanner(Planner):
             kept = dict(zip(evaluator.names, evaluator.kept, strict=True))
             # The correction stays within the action set: a greedy plan that prunes one layer only must not put
             # the whole round's budget on that layer.
-            fractions = pruning.match_budget(fractions, kept, evaluator.kept_total - self._lt_kept(ctx),
-                                     max_fraction=max(self.config.prune.actions))
+            fractions = (pruning.count_fractions(dict(zip(evaluator.names, anchor_counts, strict=True)), kept)
+                         if anchor_counts is not None else
+                         pruning.match_budget(fractions, kept, evaluator.kept_total - self._lt_kept(ctx),
+                                              max_fraction=max(self.config.prune.actions)))
         self.committed = transitions
         self.committed_sparsity = 1.0 - sum(
             k - pruning.prune_count(k, fractions[n]) for n, k in zip(evaluator.names, evaluator.kept, strict=True)
         ) / evaluator.total
         self._write_diagnostics(ctx, env, evaluator, logs, before, greedy_return, time.perf_counter() - began,
                                 greedy_plan, chosen, plan, optimum, optimum_seconds, len(played), climb_moves,
-                                retrained)
+                                retrained, anchor)
         return fractions
+
+    def _anchored(self, ctx: RoundContext, evaluator: ProxyEvaluator,
+                  plan: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...] | None, dict[str, Any]]:
+        """`--anchor-z`: `plan`, or lt's own allocation of the round's count unless `plan` beats it on the
+        proxy's examples by `anchor_z` paired standard errors. Returns the plan, the counts to commit (None: the
+        plan's own rescaled counts) and the diagnostics.
+
+        The round's plan is the best of ~100 distinct allocations by a score that differs between them by a few
+        of the 1,000 proxy examples, so early in a run it is mostly the luckiest one (docs/results.md); lt's
+        allocation is what a researcher gets without a planner, and deviating from it should need evidence.
+        lt's allocation is lt's per-layer fractions of each layer's remaining weights, its exact counts when
+        they remove the round's count (always, while every earlier round kept it), else rescaled to it."""
+        actions = self.config.prune.actions
+        budget, max_fraction = evaluator.kept_total - self._lt_kept(ctx), max(actions)
+        shapes = {n: ctx.masks[n].shape for n in evaluator.names}
+        lt = pruning.lt_fractions(shapes, self.config.prune)
+        anchor_plan = tuple(next(i for i, a in enumerate(actions) if math.isclose(a, lt[n])) for n in evaluator.names)
+        exact = tuple(pruning.prune_count(k, lt[n]) for n, k in zip(evaluator.names, evaluator.kept, strict=True))
+        anchor_counts = exact if sum(exact) == budget else evaluator.budget_counts(anchor_plan, budget, max_fraction)
+        counts = evaluator.budget_counts(plan, budget, max_fraction)
+        if counts == anchor_counts:
+            z, wins, losses = 0.0, 0, 0
+        else:
+            z, wins, losses = paired_z(evaluator.counts_correct(counts), evaluator.counts_correct(anchor_counts))
+        keeps_lt = counts != anchor_counts and z < self.q.anchor_z
+        info = {"anchor_z": z, "anchor_wins": wins, "anchor_losses": losses, "anchor_committed": keeps_lt}
+        return (anchor_plan, anchor_counts, info) if keeps_lt else (plan, None, info)
 
     def _keeps_pruning(self, ctx: RoundContext, env: PruningEnv, plan: tuple[int, ...]) -> tuple[int, ...] | None:
         """Free mode's stopping rule: a greedy plan that prunes nothing ends the run only once the retrained
@@ -311,7 +345,8 @@ class QLearningPlanner(Planner):
                            before: np.ndarray, greedy_return: float, seconds: float, greedy: tuple[int, ...],
                            chosen: tuple[int, ...], committed: tuple[int, ...],
                            optimum: tuple[tuple[int, ...], float] | None, optimum_seconds: float,
-                           n_played: int, climb_moves: int, retrained: dict[str, Any]) -> None:
+                           n_played: int, climb_moves: int, retrained: dict[str, Any],
+                           anchor: dict[str, Any]) -> None:
         run, table, gamma = ctx.run_dir, self.agent.table, self.agent.gamma  # type: ignore[union-attr]
         visited = table.visits.sum(1) > 0
         changed = int(np.sum(visited & (np.argmax(before, 1) != np.argmax(table.values, 1))))
@@ -330,9 +365,9 @@ class QLearningPlanner(Planner):
                    "proxy_iterations": ctx.retrainer.iterations if ctx.retrainer else 0,
                    "commit": self.q.commit, "plans_played": n_played, "climb_moves": climb_moves,
                    "committed_plan": self._plan_text(committed),
-                   "forced_nonempty": committed != chosen and not retrained,
+                   "forced_nonempty": committed != chosen and not retrained and not anchor,
                    "greedy_discounted_return": env.discounted_return(greedy, gamma),
-                   "committed_discounted_return": env.discounted_return(committed, gamma), **retrained}
+                   "committed_discounted_return": env.discounted_return(committed, gamma), **retrained, **anchor}
         if optimum is not None:
             # The diagnostic's own cost, inside `seconds`: it evaluates every plan prefix the episodes did not.
             summary.update(optimum_seconds=optimum_seconds,
