@@ -18,6 +18,7 @@ from mdp_prune.planners.qlearning.env import (
     ProxyEvaluator,
     PruningEnv,
     greedy_rollout,
+    paired_z,
     purl_reward,
 )
 from mdp_prune.store import paths
@@ -229,6 +230,38 @@ def test_budget_mode_matches_the_lt_sparsity_each_round(tmp_path, tiny, budget_r
         assert (per_round == steps * log["retrained_candidates"].to_numpy()[:-1]).all()
         assert log["proxy"].eq("finetune").all() and (log["retrained_candidates"] >= 2).all()
         assert (log["retrained_accuracy"] >= log["retrained_accuracy_of_choice"]).all()
+
+
+def test_paired_z_counts_only_the_examples_the_two_disagree_on():
+    a = torch.tensor([True, True, True, False, True, False, True, True])
+    b = torch.tensor([True, False, False, False, True, True, True, False])
+    z, wins, losses = paired_z(a, b)  # a alone right on 3 examples, b alone on 1
+    assert (wins, losses) == (3, 1) and z == pytest.approx(2 / 2)
+    assert paired_z(b, a)[0] == pytest.approx(-1.0)
+    assert paired_z(a, a) == (0.0, 0, 0)
+
+
+def test_anchor_z_commits_lt_allocation_unless_the_plan_wins_clearly(tmp_path, tiny):
+    """--anchor-z: an unreachable bar commits lt's allocation every round, so the run is lt's run bit for bit;
+    without it the planner's own allocations are committed."""
+    budget = {"qlearning.budget": "lt", "qlearning.budget_reward": "committed"}
+    lt = pd.read_csv(run_imp(tiny(), tmp_path, progress=False) / paths.ROUNDS)
+    always = run_imp(_q(tiny, **budget, **{"qlearning.anchor_z": 1e9}), tmp_path, progress=False)
+    rows, log = pd.read_csv(always / paths.ROUNDS), pd.read_csv(always / paths.QLEARNING_ROUNDS)
+    pd.testing.assert_frame_equal(rows[["weights_remaining", "test_accuracy", "val_accuracy"]],
+                                  lt[["weights_remaining", "test_accuracy", "val_accuracy"]], check_exact=True)
+    lt_plan = "/".join(f"{f:g}" for f in (0.2, 0.2, 0.1))
+    assert log["committed_plan"].eq(lt_plan).all()
+    assert (log["anchor_committed"] | (log["anchor_wins"] + log["anchor_losses"] == 0)).all()
+    free = pd.read_csv(run_imp(_q(tiny, **budget), tmp_path, progress=False) / paths.QLEARNING_ROUNDS)
+    assert "anchor_z" not in free.columns and not free["committed_plan"].eq(lt_plan).all()
+
+
+def test_anchor_z_needs_budget_mode_and_lt_fractions_among_the_actions(tiny):
+    with pytest.raises(UserError, match="--anchor-z 2 compares with lt's allocation"):
+        _q(tiny, **{"qlearning.anchor_z": 2.0})
+    with pytest.raises(UserError, match="lacks --prune-fc 0.25"):
+        _q(tiny, **{"qlearning.budget": "lt", "qlearning.anchor_z": 2.0, "prune.prune_fc": 0.25})
 
 
 def test_budget_reward_retrained_needs_a_retraining_proxy(tiny):
