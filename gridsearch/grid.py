@@ -157,7 +157,7 @@ def _read(path: Path) -> dict[str, Any]:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise UserError(f"grid {path} must be a mapping with base, params, seeds and search_rounds, "
+        raise UserError(f"grid {path} must be a mapping with extends, base, params, seeds and search_rounds, "
                         f"got a {_kind(raw)}")
     return raw
 
