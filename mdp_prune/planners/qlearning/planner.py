@@ -120,14 +120,15 @@ class QLearningPlanner(Planner):
         pool = (itertools.product(range(n_actions), repeat=n_layers)
                 if plan_space_size(n_layers, n_actions) <= MAX_ENUMERATED_PLANS
                 else [tuple([a] * n_layers) for a in range(n_actions)])
-        by_counts: dict[tuple[int, ...], tuple[int, ...]] = {}
-        for plan in [chosen, *pool]:  # the first plan of each rescaled allocation stands for it
+        chosen_counts = evaluator.budget_counts(chosen, env.budget, env.max_fraction)
+        by_counts = {chosen_counts: chosen}
+        for plan in pool:  # the first plan of each rescaled allocation stands for it
             by_counts.setdefault(evaluator.budget_counts(plan, env.budget, env.max_fraction), plan)
         # sorted is stable, so on ties `chosen` (first in the pool) keeps its place ahead
         ranked = sorted(by_counts.items(), key=lambda item: -env.discounted_return(item[1], gamma))
         picked = ranked[:self.q.proxy_candidates]
         if chosen not in [plan for _, plan in picked]:
-            picked[-1] = next(item for item in ranked if item[1] == chosen)
+            picked[-1] = (chosen_counts, chosen)
         iterations = proxy_iterations(self.q.proxy_share, self.config.train)
         candidates = [plan for _, plan in picked]
         scores = [ctx.retrainer.accuracy(self.q.proxy, evaluator.counts_masks(counts), iterations)
