@@ -31,11 +31,13 @@ def method_name(config: RunConfig) -> str:
     if config.prune.planner != "qlearning":
         return config.prune.planner
     q = config.qlearning
-    # a warm start, or a budget reward other than the default, is another method: a summary of both rewards'
-    # runs compares them instead of pooling them as more runs of one seed
+    # a warm start, an anchor, or a budget reward other than the default, is another method: a summary of both
+    # kinds of run compares them instead of pooling them as more runs of one seed
     qualifiers = [q.budget]
     if q.budget == "lt" and "budget_reward" in non_default_fields(q):
         qualifiers.append(q.budget_reward)
+    if q.anchor_z > 0:
+        qualifiers.append(f"anchor z {q.anchor_z:g}")
     if q.init_qtable:
         qualifiers.append("warm start")
     return f"qlearning ({', '.join(qualifiers)})"

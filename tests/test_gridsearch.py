@@ -326,6 +326,8 @@ def test_method_names_tell_budget_free_and_warm_started_planners_apart(tiny):
                                     "qlearning.budget_reward": reward, "qlearning.proxy": "finetune"}))
                for budget in ("lt", "free") for reward in ("committed", "retrained")]
     assert rewards == ["qlearning (lt)", "qlearning (lt, retrained)", "qlearning (free)", "qlearning (free)"]
+    anchored = tiny(**{"prune.planner": "qlearning", "qlearning.budget": "lt", "qlearning.anchor_z": 2.0})
+    assert method_name(anchored) == "qlearning (lt, anchor z 2)"
     assert method_name(tiny()) == "lt"
 
 
