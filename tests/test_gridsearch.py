@@ -63,6 +63,14 @@ def test_a_grid_extends_another_and_changes_only_what_it_names(tmp_path):
         c.config.hash() for c in load_grid(str(written)).cells()]
 
 
+def test_the_anchored_grid_adds_anchor_z_to_the_small_grid_and_keeps_its_cells():
+    small = {c.config.hash() for c in load_grid("small").cells()}
+    anchored = load_grid("anchored").cells()
+    assert len(anchored) == 2 * len(small)
+    assert {c.config.hash() for c in anchored if c.config.qlearning.anchor_z == 0} == small
+    assert {c.config.qlearning.anchor_z for c in anchored} == {0.0, 2.0}
+
+
 def test_parallel_equals_serial_and_a_rerun_skips_finished_cells(tmp_path, tiny_grid):
     grid = load_grid(str(tiny_grid({"qlearning.alpha": [0.1, 0.5]})))
     serial = search(grid, tmp_path / "serial", n_jobs=1, progress=False)

@@ -45,7 +45,7 @@ def test_grid_files_are_package_data():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     assert "grids/*.yaml" in config["gridsearch"]
     grids = sorted(p.name for p in (ROOT / "gridsearch" / "grids").glob("*.yaml"))
-    assert grids == ["paper.yaml", "plan.yaml", "retrained.yaml", "small.yaml"]
+    assert grids == ["anchored.yaml", "paper.yaml", "plan.yaml", "retrained.yaml", "small.yaml"]
 
 
 @pytest.mark.parametrize("module,command", [("mdp_prune", "run"), ("gridsearch", "compare")])
