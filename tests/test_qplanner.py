@@ -272,6 +272,7 @@ def test_budget_reward_retrained_needs_a_retraining_proxy(tiny):
 
 
 @pytest.mark.parametrize("extra", [{}, {"qlearning.budget": "lt", "qlearning.budget_reward": "committed"},
+                                   {"qlearning.budget": "lt", "qlearning.anchor_z": 1.0},
                                    {"qlearning.budget": "lt", "qlearning.budget_reward": "retrained",
                                     "qlearning.proxy": "finetune"}])
 def test_qlearning_run_resumes_exactly(tmp_path, tiny, extra):
