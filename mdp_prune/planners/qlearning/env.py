@@ -127,7 +127,7 @@ class ProxyEvaluator:
     def counts_correct(self, counts: tuple[int, ...]) -> torch.Tensor:
         """Which proxy examples the network classifies correctly with `counts[l]` more of layer l's weights
         removed (a bool per example): two plans are compared on the same examples (`paired_z`)."""
-        return self._logits(self.counts_masks(counts)).argmax(1) == self.y
+        return self._correct(self._logits(self.counts_masks(counts)))
 
     def _forward(self, masks: Mapping[str, torch.Tensor]) -> float:
         return self._score(self._logits(masks))
@@ -142,8 +142,11 @@ class ProxyEvaluator:
         self.model.train(was_training)
         return logits
 
+    def _correct(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.argmax(1) == self.y
+
     def _score(self, logits: torch.Tensor) -> float:
-        return (logits.argmax(1) == self.y).float().mean().item()
+        return self._correct(logits).float().mean().item()
 
     @torch.no_grad()
     def accuracies(self, plans: Sequence[tuple[int, ...]]) -> list[float]:

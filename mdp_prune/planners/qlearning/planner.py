@@ -277,8 +277,9 @@ class QLearningPlanner(Planner):
             plan, retrained = self._retrained_pick(ctx, env, evaluator, chosen)  # type: ignore[arg-type]
         anchor: dict[str, Any] = {}
         anchor_counts = None
+        budget = evaluator.kept_total - self._lt_kept(ctx) if self.q.budget == "lt" else 0
         if self.q.anchor_z > 0:
-            plan, anchor_counts, anchor = self._anchored(ctx, evaluator, plan)
+            plan, anchor_counts, anchor = self._anchored(ctx, evaluator, plan, budget)
         if plan != greedy_plan:
             transitions = _transitions(env, plan)
         fractions = {n: self.config.prune.actions[a] for n, a in zip(evaluator.names, plan, strict=True)}
@@ -288,8 +289,7 @@ class QLearningPlanner(Planner):
             # the whole round's budget on that layer.
             fractions = (pruning.count_fractions(dict(zip(evaluator.names, anchor_counts, strict=True)), kept)
                          if anchor_counts is not None else
-                         pruning.match_budget(fractions, kept, evaluator.kept_total - self._lt_kept(ctx),
-                                              max_fraction=max(self.config.prune.actions)))
+                         pruning.match_budget(fractions, kept, budget, max_fraction=max(self.config.prune.actions)))
         self.committed = transitions
         self.committed_sparsity = 1.0 - sum(
             k - pruning.prune_count(k, fractions[n]) for n, k in zip(evaluator.names, evaluator.kept, strict=True)
@@ -299,8 +299,8 @@ class QLearningPlanner(Planner):
                                 retrained, anchor)
         return fractions
 
-    def _anchored(self, ctx: RoundContext, evaluator: ProxyEvaluator,
-                  plan: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...] | None, dict[str, Any]]:
+    def _anchored(self, ctx: RoundContext, evaluator: ProxyEvaluator, plan: tuple[int, ...],
+                  budget: int) -> tuple[tuple[int, ...], tuple[int, ...] | None, dict[str, Any]]:
         """`--anchor-z`: `plan`, or lt's own allocation of the round's count unless `plan` beats it on the
         proxy's examples by `anchor_z` paired standard errors. Returns the plan, the counts to commit (None: the
         plan's own rescaled counts) and the diagnostics.
@@ -311,7 +311,7 @@ class QLearningPlanner(Planner):
         lt's allocation is lt's per-layer fractions of each layer's remaining weights, its exact counts when
         they remove the round's count (always, while every earlier round kept it), else rescaled to it."""
         actions = self.config.prune.actions
-        budget, max_fraction = evaluator.kept_total - self._lt_kept(ctx), max(actions)
+        max_fraction = max(actions)
         shapes = {n: ctx.masks[n].shape for n in evaluator.names}
         lt = pruning.lt_fractions(shapes, self.config.prune)
         anchor_plan = tuple(next(i for i, a in enumerate(actions) if math.isclose(a, lt[n])) for n in evaluator.names)
