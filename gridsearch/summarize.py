@@ -34,9 +34,10 @@ def method_name(config: RunConfig) -> str:
     # a warm start, an anchor, or a budget reward other than the default, is another method: a summary of both
     # kinds of run compares them instead of pooling them as more runs of one seed
     qualifiers = [q.budget]
-    if q.budget == "lt" and "budget_reward" in non_default_fields(q):
+    changed = non_default_fields(q) if q.budget == "lt" else {}
+    if "budget_reward" in changed:
         qualifiers.append(q.budget_reward)
-    if q.anchor_z > 0:
+    if "anchor_z" in changed:
         qualifiers.append(f"anchor z {q.anchor_z:g}")
     if q.init_qtable:
         qualifiers.append("warm start")

@@ -121,10 +121,10 @@ class QLearningConfig:
                               "is run); retrained: the same, then the proxy_candidates best distinct rescaled plans "
                               "are retrained with --proxy (finetune or rewind) for proxy_share of a round's steps and "
                               "the best of them is committed; plan: PuRL's reward of the plan before it is rescaled")
-    anchor_z: float = _opt(0.0, "budget lt: commit the planner's allocation only when, on the proxy's validation "
+    anchor_z: float = _opt(2.0, "budget lt: commit the planner's allocation only when, on the proxy's validation "
                            "examples, it beats lt's own allocation of the same count by at least this many paired "
                            "standard errors (McNemar's (wins - losses) / sqrt(wins + losses)); otherwise commit lt's. "
-                           "0: always commit the planner's")
+                           "0: always commit the planner's. Free mode ignores it")
     feedback: bool = _opt(True, "feed the retrained validation accuracy back as a terminal reward of the plan")
     proxy_examples: int = _opt(1000, "validation examples used for the pruned proxy (a fixed subset)")
     proxy: str = _opt("rewind", "the reward's accuracy signal: pruned (trained weights under the plan's mask, no "
@@ -148,14 +148,15 @@ class QLearningConfig:
         return state_sizes(n_layers, Discretizer(self.accuracy_edges).n_buckets,
                            Discretizer(self.sparsity_edges).n_buckets, n_actions, self.state_history)
 
+    def anchored(self) -> bool:
+        """Whether a round's allocation is tested against lt's (`anchor_z`): budget mode only."""
+        return self.budget == "lt" and self.anchor_z > 0
+
     def validate(self) -> None:
         check_fields(self, "qlearning")
         if self.budget == "lt" and self.budget_reward == "retrained" and self.proxy not in RETRAINING_KINDS:
             raise UserError(f"--budget-reward retrained retrains with --proxy, which must be "
                             f"{' or '.join(RETRAINING_KINDS)}, not {self.proxy}")
-        if self.anchor_z > 0 and self.budget != "lt":
-            raise UserError(f"--anchor-z {self.anchor_z:g} compares with lt's allocation of lt's count, so it needs "
-                            "--budget lt")
 
 
 @dataclass(frozen=True)
@@ -177,14 +178,14 @@ class RunConfig:
         self.prune.validate()
         self.qlearning.validate()
         check_fields(self, "")
-        if self.qlearning.anchor_z > 0:
+        if self.prune.planner == "qlearning" and self.qlearning.anchored():
             p = self.prune
             missing = [f"--{flag} {value:g}" for flag, value in (("prune-fc", p.prune_fc), ("prune-conv", p.prune_conv),
                                                                   ("prune-output", p.prune_output))
                        if not any(math.isclose(value, a) for a in p.actions)]
             if missing:
-                raise UserError(f"--anchor-z commits lt's allocation as a plan of --actions, which lacks "
-                                f"{', '.join(missing)}")
+                raise UserError(f"--anchor-z {self.qlearning.anchor_z:g} commits lt's allocation as a plan of "
+                                f"--actions, which lacks {', '.join(missing)} (--anchor-z 0 turns the anchor off)")
         return self
 
     def hash(self) -> str:
@@ -194,8 +195,9 @@ class RunConfig:
         sections = self.HASHED if self.prune.planner == "qlearning" else ("train", "prune")
         fields = {f"{k}.{name}": v for k in sections
                   for name, v in non_default_fields(getattr(self, k), HASH_DEFAULTS.get(k, {})).items()}
-        if self.qlearning.budget != "lt":  # only budget mode reads it: its new default must not rename free runs
+        if self.qlearning.budget != "lt":  # only budget mode reads them: their new defaults must not rename free runs
             fields.pop("qlearning.budget_reward", None)
+            fields.pop("qlearning.anchor_z", None)
         return _digest(fields)
 
     def to_dict(self) -> dict[str, Any]:
@@ -232,10 +234,11 @@ def train_hash(train: TrainConfig) -> str:
 # A changed default must not rename or orphan existing run folders: the hash compares such a field with the
 # default it had when the folders were first written, not with today's. (qlearning.commit became `climb` on
 # 2026-12-03, and alpha 1, initial_q 0 and state_history 2 the same day — before state_history existed its value
-# was 0; budget_reward became `committed` on 2026-12-06. Runs of the former defaults keep their folders, and runs
-# of the new ones get new folders.)
+# was 0; budget_reward became `committed` on 2026-12-06, and anchor_z 2 on 2026-12-07. Runs of the former defaults
+# keep their folders, and runs of the new ones get new folders.)
 HASH_DEFAULTS: dict[str, dict[str, Any]] = {
-    "qlearning": {"commit": "best", "alpha": 0.5, "initial_q": -1.0, "state_history": 0, "budget_reward": "plan"}}
+    "qlearning": {"commit": "best", "alpha": 0.5, "initial_q": -1.0, "state_history": 0, "budget_reward": "plan",
+                  "anchor_z": 0.0}}
 
 
 def non_default_fields(obj: Any, baseline: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -53,7 +53,7 @@ HASHES = [  # (name, settings, RunConfig.hash(), train_hash)
     ("conv6+q", {**PRESETS["conv6"], "prune.planner": "qlearning"}, "9ba9e98c01e8", "47686c0dbf0f"),
     ("tiny", TINY, "21e69b20761b", "36272bb83027"),
     ("tiny+q", {**TINY, "prune.planner": "qlearning", "qlearning.alpha": 0.7, "qlearning.budget": "lt",
-                "qlearning.budget_reward": "plan"}, "fa70c9a62a76", "36272bb83027"),
+                "qlearning.budget_reward": "plan", "qlearning.anchor_z": 0.0}, "fa70c9a62a76", "36272bb83027"),
     ("ints for floats", {"train.lr": 1, "prune.actions": [0, 0.5], "prune.planner": "qlearning", "qlearning.beta": 2,
                          "qlearning.accuracy_edges": [0.01, 0.1], "train.hidden_sizes": [16]},
      "6e00c26cd0e7", "5f11666dbdf8"),
@@ -100,6 +100,7 @@ def test_the_committed_budget_reward_default_keeps_both_rewards_folders_and_free
     field, keeps the folders it had."""
     settings = {**PRESETS["lenet"], "prune.planner": "qlearning"}
     budget = {**settings, "qlearning.budget": "lt"}
+    budget = {**budget, "qlearning.anchor_z": 0.0}  # the anchor did not exist yet
     plan = RunConfig().replace(**budget, **{"qlearning.budget_reward": "plan"})
     assert plan.hash() == "69877e5eeece"  # the lenet budget folder of the time when plan was the default
     assert RunConfig().replace(**budget).hash() == "265508ddee09"  # ... and its explicit --budget-reward committed
@@ -111,6 +112,24 @@ def test_the_committed_budget_reward_default_keeps_both_rewards_folders_and_free
     stored = io.read_config(tmp_path)
     assert stored.qlearning.budget_reward == "plan" and stored.hash() == plan.hash()
     assert RunConfig.from_dict(old).qlearning.budget_reward == "committed"  # a user's settings: today's default
+
+
+def test_the_anchor_default_keeps_the_folders_of_unanchored_and_anchored_budget_runs(tmp_path):
+    """anchor_z became 2 (from 0, off): a budget run made before, whose config.json lacks the field or says 0,
+    keeps its folder and its meaning; a run made with an explicit --anchor-z 2 is today's default run; free mode,
+    which never reads the field, keeps its folders."""
+    settings = {**PRESETS["lenet"], "prune.planner": "qlearning"}
+    budget = {**settings, "qlearning.budget": "lt"}
+    assert RunConfig().replace(**budget).hash() == "4b267e2a4b3c"  # the folder of an explicit --anchor-z 2 run
+    off = RunConfig().replace(**budget, **{"qlearning.anchor_z": 0.0})
+    assert off.hash() == "265508ddee09"  # the budget folder of the time when the anchor was off
+    assert RunConfig().replace(**settings, **{"qlearning.anchor_z": 0.0}).hash() == "093ab8d950d4"  # free mode
+    old = off.to_dict()
+    del old["qlearning"]["anchor_z"]
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    stored = io.read_config(tmp_path)
+    assert stored.qlearning.anchor_z == 0.0 and stored.hash() == off.hash()
+    assert RunConfig.from_dict(old).qlearning.anchor_z == 2.0  # a user's settings: today's default
 
 
 def _written(name: str) -> dict:

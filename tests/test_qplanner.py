@@ -253,15 +253,20 @@ def test_anchor_z_commits_lt_allocation_unless_the_plan_wins_clearly(tmp_path, t
     lt_plan = "/".join(f"{f:g}" for f in (0.2, 0.2, 0.1))
     assert log["committed_plan"].eq(lt_plan).all()
     assert (log["anchor_committed"] | (log["anchor_wins"] + log["anchor_losses"] == 0)).all()
-    free = pd.read_csv(run_imp(_q(tiny, **budget), tmp_path, progress=False) / paths.QLEARNING_ROUNDS)
+    free = pd.read_csv(run_imp(_q(tiny, **budget, **{"qlearning.anchor_z": 0.0}), tmp_path, progress=False)
+                       / paths.QLEARNING_ROUNDS)
     assert "anchor_z" not in free.columns and not free["committed_plan"].eq(lt_plan).all()
 
 
-def test_anchor_z_needs_budget_mode_and_lt_fractions_among_the_actions(tiny):
-    with pytest.raises(UserError, match="--anchor-z 2 compares with lt's allocation"):
-        _q(tiny, **{"qlearning.anchor_z": 2.0})
-    with pytest.raises(UserError, match="lacks --prune-fc 0.25"):
-        _q(tiny, **{"qlearning.budget": "lt", "qlearning.anchor_z": 2.0, "prune.prune_fc": 0.25})
+def test_anchor_z_is_budget_mode_only_and_needs_lt_fractions_among_the_actions(tiny):
+    assert _q(tiny).qlearning.anchor_z == 2.0  # the default
+    # free mode never reads the anchor, so it neither errs there nor renames free-mode runs
+    assert _q(tiny, **{"qlearning.anchor_z": 0.0}).hash() == _q(tiny).hash()
+    assert (_q(tiny, **{"qlearning.budget": "lt", "qlearning.anchor_z": 0.0}).hash()
+            != _q(tiny, **{"qlearning.budget": "lt"}).hash())
+    with pytest.raises(UserError, match="lacks --prune-fc 0.25 .--anchor-z 0 turns the anchor off"):
+        _q(tiny, **{"qlearning.budget": "lt", "prune.prune_fc": 0.25})
+    _q(tiny, **{"qlearning.budget": "lt", "qlearning.anchor_z": 0.0, "prune.prune_fc": 0.25})
 
 
 def test_budget_reward_retrained_needs_a_retraining_proxy(tiny):
@@ -271,7 +276,7 @@ def test_budget_reward_retrained_needs_a_retraining_proxy(tiny):
     _q(tiny, **{"qlearning.budget_reward": "retrained", "qlearning.proxy": "pruned"})
 
 
-@pytest.mark.parametrize("extra", [{}, {"qlearning.budget": "lt", "qlearning.budget_reward": "committed"},
+@pytest.mark.parametrize("extra", [{}, {"qlearning.budget": "lt", "qlearning.anchor_z": 0.0},
                                    {"qlearning.budget": "lt", "qlearning.anchor_z": 1.0},
                                    {"qlearning.budget": "lt", "qlearning.budget_reward": "retrained",
                                     "qlearning.proxy": "finetune"}])

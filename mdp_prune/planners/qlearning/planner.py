@@ -278,7 +278,7 @@ class QLearningPlanner(Planner):
         anchor: dict[str, Any] = {}
         anchor_counts = None
         budget = evaluator.kept_total - self._lt_kept(ctx) if self.q.budget == "lt" else 0
-        if self.q.anchor_z > 0:
+        if self.q.anchored():
             plan, anchor_counts, anchor = self._anchored(ctx, evaluator, plan, budget)
         if plan != greedy_plan:
             transitions = _transitions(env, plan)
