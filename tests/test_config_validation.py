@@ -99,8 +99,7 @@ def test_the_committed_budget_reward_default_keeps_both_rewards_folders_and_free
     explicit committed run made before the change is today's default run, and free mode, which never reads the
     field, keeps the folders it had."""
     settings = {**PRESETS["lenet"], "prune.planner": "qlearning"}
-    budget = {**settings, "qlearning.budget": "lt"}
-    budget = {**budget, "qlearning.anchor_z": 0.0}  # the anchor did not exist yet
+    budget = {**settings, "qlearning.budget": "lt", "qlearning.anchor_z": 0.0}  # the anchor did not exist yet
     plan = RunConfig().replace(**budget, **{"qlearning.budget_reward": "plan"})
     assert plan.hash() == "69877e5eeece"  # the lenet budget folder of the time when plan was the default
     assert RunConfig().replace(**budget).hash() == "265508ddee09"  # ... and its explicit --budget-reward committed
