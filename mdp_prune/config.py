@@ -178,14 +178,6 @@ class RunConfig:
         self.prune.validate()
         self.qlearning.validate()
         check_fields(self, "")
-        if self.prune.planner == "qlearning" and self.qlearning.anchored():
-            p = self.prune
-            missing = [f"--{flag} {value:g}" for flag, value in (("prune-fc", p.prune_fc), ("prune-conv", p.prune_conv),
-                                                                  ("prune-output", p.prune_output))
-                       if not any(math.isclose(value, a) for a in p.actions)]
-            if missing:
-                raise UserError(f"--anchor-z {self.qlearning.anchor_z:g} commits lt's allocation as a plan of "
-                                f"--actions, which lacks {', '.join(missing)} (--anchor-z 0 turns the anchor off)")
         return self
 
     def hash(self) -> str:

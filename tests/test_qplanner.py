@@ -11,7 +11,7 @@ from torch import nn
 from mdp_prune.engine import pruning
 from mdp_prune.engine.models import build_model, prunable_weights
 from mdp_prune.errors import UserError
-from mdp_prune.experiments.imp import Setup, run_imp
+from mdp_prune.experiments.imp import Setup, check_names, run_imp
 from mdp_prune.planners.proxies import all_prefixes, proxy_iterations
 from mdp_prune.planners.qlearning.env import (
     CommittedBudgetEnv,
@@ -265,8 +265,13 @@ def test_anchor_z_is_budget_mode_only_and_needs_lt_fractions_among_the_actions(t
     assert (_q(tiny, **{"qlearning.budget": "lt", "qlearning.anchor_z": 0.0}).hash()
             != _q(tiny, **{"qlearning.budget": "lt"}).hash())
     with pytest.raises(UserError, match="lacks --prune-fc 0.25 .--anchor-z 0 turns the anchor off"):
-        _q(tiny, **{"qlearning.budget": "lt", "prune.prune_fc": 0.25})
-    _q(tiny, **{"qlearning.budget": "lt", "qlearning.anchor_z": 0.0, "prune.prune_fc": 0.25})
+        check_names(_q(tiny, **{"qlearning.budget": "lt", "prune.prune_fc": 0.25}))
+    check_names(_q(tiny, **{"qlearning.budget": "lt", "qlearning.anchor_z": 0.0, "prune.prune_fc": 0.25}))
+    # only the kinds of layer the model has: an mlp has no conv layer, so its conv fraction is never committed
+    check_names(_q(tiny, **{"qlearning.budget": "lt", "prune.prune_conv": 0.15}))
+    with pytest.raises(UserError, match=r"lacks --prune-conv 0.15, --prune-output 0.05 \("):
+        check_names(_q(tiny, **{"qlearning.budget": "lt", "train.model": "conv2", "prune.prune_conv": 0.15,
+                                "prune.prune_output": 0.05}))
 
 
 def test_budget_reward_retrained_needs_a_retraining_proxy(tiny):

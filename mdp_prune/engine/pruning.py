@@ -63,10 +63,20 @@ def layer_kinds(shapes: Shapes) -> dict[str, str]:
     return {n: "output" if n == names[-1] else ("conv" if len(shapes[n]) == 4 else "fc") for n in names}
 
 
+# The PruneConfig field that holds lt's per-round fraction of each kind of layer.
+LT_RATE_FIELDS = {"conv": "prune_conv", "fc": "prune_fc", "output": "prune_output"}
+
+
 def lt_fractions(shapes: Shapes, prune: PruneConfig) -> dict[str, float]:
     """The lottery ticket's fixed per-round fraction of each layer (Frankle & Carbin 2019): by kind of layer."""
-    rate = {"conv": prune.prune_conv, "fc": prune.prune_fc, "output": prune.prune_output}
-    return {name: rate[kind] for name, kind in layer_kinds(shapes).items()}
+    return {name: getattr(prune, LT_RATE_FIELDS[kind]) for name, kind in layer_kinds(shapes).items()}
+
+
+def lt_action_plan(shapes: Shapes, prune: PruneConfig) -> dict[str, int | None]:
+    """Each layer's lt fraction as an index into `prune.actions` (None where the action set lacks it): lt's
+    allocation as a plan of the Q-planner's MDP. Compared with a tolerance, since both come from decimal flags."""
+    return {name: next((i for i, a in enumerate(prune.actions) if math.isclose(a, fraction)), None)
+            for name, fraction in lt_fractions(shapes, prune).items()}
 
 
 def lt_ladder(shapes: Shapes, prune: PruneConfig, rounds: int) -> list[dict[str, int]]:

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from mdp_prune.config import RunConfig
 from mdp_prune.engine import data, numerics, pruning
-from mdp_prune.engine.models import MODELS, build_model, layer_kinds, prunable_weights
+from mdp_prune.engine.models import MODELS, build_model, layer_kinds, layer_shapes, prunable_weights
 from mdp_prune.engine.training import TrainingDiverged, TrainResult, batch_order, resolve_device, train
 from mdp_prune.errors import UserError, lookup
 from mdp_prune.planners.base import Planner, RoundContext
@@ -108,11 +108,25 @@ def round_row(round_: int, masks: dict[str, torch.Tensor], result: TrainResult, 
 
 def check_names(config: RunConfig) -> RunConfig:
     """Look up the dataset, model and planner by name, so that a misspelt one stops a run (or a grid) before any
-    work; each registry reports its own choices."""
+    work; each registry reports its own choices. Then check what needs the model's layers."""
     lookup(data.DATASETS, config.train.dataset, "dataset")
     lookup(MODELS, config.train.model, "model")
     lookup(PLANNERS, config.prune.planner, "planner")
+    _check_anchor(config)
     return config
+
+
+def _check_anchor(config: RunConfig) -> None:
+    """`--anchor-z` commits lt's allocation as a plan of `--actions`: each lt fraction the model uses must be one."""
+    if config.prune.planner != "qlearning" or not config.qlearning.anchored():
+        return
+    shapes = layer_shapes(config.train)
+    plan, kinds = pruning.lt_action_plan(shapes, config.prune), pruning.layer_kinds(shapes)
+    fields = dict.fromkeys(pruning.LT_RATE_FIELDS[kinds[name]] for name, action in plan.items() if action is None)
+    if fields:
+        missing = ", ".join(f"--{name.replace('_', '-')} {getattr(config.prune, name):g}" for name in fields)
+        raise UserError(f"--anchor-z {config.qlearning.anchor_z:g} commits lt's allocation as a plan of --actions, "
+                        f"which lacks {missing} (--anchor-z 0 turns the anchor off)")
 
 
 def run_imp(config: RunConfig, out: Path | str = "results", progress: bool = True,

@@ -310,11 +310,11 @@ class QLearningPlanner(Planner):
         allocation is what a researcher gets without a planner, and deviating from it should need evidence.
         lt's allocation is lt's per-layer fractions of each layer's remaining weights, its exact counts when
         they remove the round's count (always, while every earlier round kept it), else rescaled to it."""
-        actions = self.config.prune.actions
-        max_fraction = max(actions)
+        max_fraction = max(self.config.prune.actions)
         shapes = {n: ctx.masks[n].shape for n in evaluator.names}
         lt = pruning.lt_fractions(shapes, self.config.prune)
-        anchor_plan = tuple(next(i for i, a in enumerate(actions) if math.isclose(a, lt[n])) for n in evaluator.names)
+        lt_plan = pruning.lt_action_plan(shapes, self.config.prune)  # complete: `check_names` saw to it
+        anchor_plan = tuple(lt_plan[n] for n in evaluator.names)
         exact = tuple(pruning.prune_count(k, lt[n]) for n, k in zip(evaluator.names, evaluator.kept, strict=True))
         anchor_counts = exact if sum(exact) == budget else evaluator.budget_counts(anchor_plan, budget, max_fraction)
         counts = evaluator.budget_counts(plan, budget, max_fraction)
