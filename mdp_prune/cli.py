@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from mdp_prune.config import PRESETS, RunConfig
+from mdp_prune.config import PRESETS, RunConfig, flag
 from mdp_prune.errors import UserError
 from mdp_prune.store import paths
 
@@ -53,10 +53,6 @@ def _bool(text: str) -> bool:
 _bool.__name__ = "boolean"
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
 def config_fields() -> list[tuple[str, dataclasses.Field, Any]]:
     """(dotted name, field, default) for every command-line configurable field."""
     out = []
@@ -82,7 +78,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         else:
             kind = _bool if isinstance(default, bool) else type(default)
         shown = ",".join(str(v) for v in default) if isinstance(default, tuple) else default
-        group.add_argument(_flag(f.name), dest=dotted, type=kind, default=argparse.SUPPRESS,
+        group.add_argument(flag(f.name), dest=dotted, type=kind, default=argparse.SUPPRESS,
                            metavar=f.name.upper(), help=f"{f.metadata['help']} (default: {shown!s})")
 
 

@@ -431,7 +431,7 @@ def check_fields(obj: Any, section: str) -> None:
         value = getattr(obj, f.name)
         if dataclasses.is_dataclass(value):
             continue  # a section: validated by its own `validate`
-        problem = RULES[f"{section}.{f.name}" if section else f.name].problem(_flag(f.name), value)
+        problem = RULES[f"{section}.{f.name}" if section else f.name].problem(flag(f.name), value)
         if problem:
             raise UserError(problem)
 
@@ -469,7 +469,8 @@ def _number(kind: type, value: Any) -> Any:
     return _widen(kind, value)
 
 
-def _flag(name: str) -> str:
+def flag(name: str) -> str:
+    """The command-line flag of a config field: `prune_fc` is `--prune-fc`."""
     return "--" + name.replace("_", "-")
 
 

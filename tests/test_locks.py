@@ -23,7 +23,8 @@ TINY = ["--model", "mlp", "--hidden-sizes", "16", "--train-iterations", "20", "-
 # Spawned, not forked: a fork copies whatever locks other threads of the test process held at that moment (joblib's
 # executor threads from earlier tests, for one), and the child can hang on them.
 SPAWN = multiprocessing.get_context("spawn")
-WAIT = 60  # seconds: a bound on every wait, never reached when things work
+WAIT = 180  # seconds: a bound on every wait, never reached when things work (a child's torch import on a
+#   saturated 2-core machine took over 60)
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from mdp_prune.config import RunConfig
+from mdp_prune.config import RunConfig, flag
 from mdp_prune.engine import data, numerics, pruning
 from mdp_prune.engine.models import MODELS, build_model, layer_kinds, layer_shapes, prunable_weights
 from mdp_prune.engine.training import TrainingDiverged, TrainResult, batch_order, resolve_device, train
@@ -124,7 +124,7 @@ def _check_anchor(config: RunConfig) -> None:
     plan, kinds = pruning.lt_action_plan(shapes, config.prune), pruning.layer_kinds(shapes)
     fields = dict.fromkeys(pruning.LT_RATE_FIELDS[kinds[name]] for name, action in plan.items() if action is None)
     if fields:
-        missing = ", ".join(f"--{name.replace('_', '-')} {getattr(config.prune, name):g}" for name in fields)
+        missing = ", ".join(f"{flag(name)} {getattr(config.prune, name):g}" for name in fields)
         raise UserError(f"--anchor-z {config.qlearning.anchor_z:g} commits lt's allocation as a plan of --actions, "
                         f"which lacks {missing} (--anchor-z 0 turns the anchor off)")
 
