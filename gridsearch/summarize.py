@@ -39,6 +39,8 @@ def method_name(config: RunConfig) -> str:
         qualifiers.append(q.budget_reward)
     if "anchor_z" in changed:
         qualifiers.append(f"anchor z {q.anchor_z:g}")
+    if "anchor" in changed and q.anchored():
+        qualifiers.append(f"anchor {q.anchor}")
     if q.init_qtable:
         qualifiers.append("warm start")
     return f"qlearning ({', '.join(qualifiers)})"

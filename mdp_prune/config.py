@@ -29,6 +29,7 @@ def _opt(default: Any, help: str, **extra: Any) -> Any:
 PROXY_KINDS = ("pruned", "finetune", "rewind")
 RETRAINING_KINDS = PROXY_KINDS[1:]
 COMMIT_RULES = ("climb", "best", "greedy")
+ANCHOR_KINDS = ("lt", "erk")  # budget mode's default allocation: lt's layer rates, or ERK's densities
 MAX_STATE_HISTORY = 4
 
 
@@ -125,6 +126,10 @@ class QLearningConfig:
                            "examples, it beats lt's own allocation of the same count by at least this many paired "
                            "standard errors (McNemar's (wins - losses) / sqrt(wins + losses)); otherwise commit lt's. "
                            "0: always commit the planner's. Free mode ignores it")
+    anchor: str = _opt("lt", "budget lt, anchor_z > 0: the allocation of the round's count that the planner's must "
+                       "beat. lt: lt's per-layer rates (its fractions must be in --actions); erk: ERK's layer "
+                       "densities (Evci et al. 2020) at the round's overall density, as the erk baseline allocates "
+                       "them. Free mode ignores it")
     feedback: bool = _opt(True, "feed the retrained validation accuracy back as a terminal reward of the plan")
     proxy_examples: int = _opt(1000, "validation examples used for the pruned proxy (a fixed subset)")
     proxy: str = _opt("rewind", "the reward's accuracy signal: pruned (trained weights under the plan's mask, no "
@@ -149,7 +154,7 @@ class QLearningConfig:
                            Discretizer(self.sparsity_edges).n_buckets, n_actions, self.state_history)
 
     def anchored(self) -> bool:
-        """Whether a round's allocation is tested against lt's (`anchor_z`): budget mode only."""
+        """Whether a round's allocation is tested against `anchor`'s (`anchor_z`): budget mode only."""
         return self.budget == "lt" and self.anchor_z > 0
 
     def validate(self) -> None:
@@ -190,6 +195,7 @@ class RunConfig:
         if self.qlearning.budget != "lt":  # only budget mode reads them: their new defaults must not rename free runs
             fields.pop("qlearning.budget_reward", None)
             fields.pop("qlearning.anchor_z", None)
+            fields.pop("qlearning.anchor", None)
         return _digest(fields)
 
     def to_dict(self) -> dict[str, Any]:
@@ -410,6 +416,7 @@ RULES: dict[str, Rule] = {
     "qlearning.budget": Rule(str, choices=("free", "lt")),
     "qlearning.budget_reward": Rule(str, choices=("plan", "committed", "retrained")),
     "qlearning.anchor_z": Rule(float, 0, None, "[)", words="non-negative"),
+    "qlearning.anchor": Rule(str, choices=ANCHOR_KINDS),
     "qlearning.feedback": Rule(bool),
     "qlearning.proxy_examples": _COUNT,
     "qlearning.proxy": Rule(str, choices=PROXY_KINDS),

@@ -9,7 +9,7 @@ from gymnasium.utils.env_checker import check_env
 from torch import nn
 
 from mdp_prune.engine import pruning
-from mdp_prune.engine.models import build_model, prunable_weights
+from mdp_prune.engine.models import build_model, layer_shapes, prunable_weights
 from mdp_prune.errors import UserError
 from mdp_prune.experiments.imp import Setup, check_names, run_imp
 from mdp_prune.planners.proxies import all_prefixes, proxy_iterations
@@ -258,6 +258,26 @@ def test_anchor_z_commits_lt_allocation_unless_the_plan_wins_clearly(tmp_path, t
     assert "anchor_z" not in free.columns and not free["committed_plan"].eq(lt_plan).all()
 
 
+def test_anchor_erk_commits_erk_densities_of_lt_count_unless_the_plan_wins_clearly(tmp_path, tiny):
+    """--anchor erk with an unreachable bar: every round removes lt's count (so the overall sparsity is lt's,
+    weight for weight) and leaves each layer at ERK's density for that sparsity, to a weight's rounding."""
+    budget = {"qlearning.budget": "lt", "qlearning.anchor": "erk", "qlearning.anchor_z": 1e9}
+    lt = pd.read_csv(run_imp(tiny(), tmp_path, progress=False) / paths.ROUNDS)
+    run = run_imp(_q(tiny, **budget), tmp_path, progress=False)
+    rows, log = pd.read_csv(run / paths.ROUNDS), pd.read_csv(run / paths.QLEARNING_ROUNDS)
+    assert (rows["weights_remaining"] == lt["weights_remaining"]).all()
+    shapes = layer_shapes(tiny().train)
+    for _, row in rows[rows["round"] > 0].iterrows():
+        erk = pruning.erk_densities(shapes, row["weights_remaining"])
+        for name, shape in shapes.items():
+            assert abs(row[f"remaining:{name}"] - erk[name]) <= 1.5 / np.prod(shape), (row["round"], name)
+    assert (log["anchor_committed"] | (log["anchor_wins"] + log["anchor_losses"] == 0)).all()
+    assert run.name != run_imp(_q(tiny, **{**budget, "qlearning.anchor": "lt"}), tmp_path, progress=False).name
+    # ERK's fractions are not actions, so lt's rates need not be among --actions
+    check_names(_q(tiny, **budget, **{"prune.prune_fc": 0.25}))
+    assert _q(tiny, **{"qlearning.anchor": "erk"}).hash() == _q(tiny).hash()  # free mode never reads it
+
+
 def test_anchor_z_is_budget_mode_only_and_needs_lt_fractions_among_the_actions(tiny):
     assert _q(tiny).qlearning.anchor_z == 2.0  # the default
     # free mode never reads the anchor, so it neither errs there nor renames free-mode runs
@@ -283,6 +303,7 @@ def test_budget_reward_retrained_needs_a_retraining_proxy(tiny):
 
 @pytest.mark.parametrize("extra", [{}, {"qlearning.budget": "lt", "qlearning.anchor_z": 0.0},
                                    {"qlearning.budget": "lt", "qlearning.anchor_z": 1.0},
+                                   {"qlearning.budget": "lt", "qlearning.anchor": "erk"},
                                    {"qlearning.budget": "lt", "qlearning.budget_reward": "retrained",
                                     "qlearning.proxy": "finetune"}])
 def test_qlearning_run_resumes_exactly(tmp_path, tiny, extra):

@@ -13,6 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from mdp_prune.errors import UserError
@@ -186,6 +187,15 @@ def erk_densities(shapes: Mapping[str, torch.Size], density: float) -> dict[str,
         if not over:
             return {n: 1.0 if n in dense else raw[n] * scale for n in numel}
         dense |= over
+
+
+def erk_fractions(masks: Mapping[str, torch.Tensor], density: float) -> dict[str, float]:
+    """Per-layer fractions of the weights remaining that move `masks` to ERK's densities at overall `density`.
+    Pruning cannot regrow weights: a layer already sparser than its ERK share is left as it is (fraction 0)."""
+    _, per_layer = remaining(masks)
+    target = erk_densities({n: m.shape for n, m in masks.items()}, density)
+    return {n: float(np.clip(1 - target[n] / per_layer[n], 0.0, 0.999)) if per_layer[n] > 0 else 0.0
+            for n in masks}
 
 
 def random_masks(shapes: Mapping[str, torch.Size], densities: Mapping[str, float],

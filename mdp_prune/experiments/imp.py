@@ -117,8 +117,9 @@ def check_names(config: RunConfig) -> RunConfig:
 
 
 def _check_anchor(config: RunConfig) -> None:
-    """`--anchor-z` commits lt's allocation as a plan of `--actions`: each lt fraction the model uses must be one."""
-    if config.prune.planner != "qlearning" or not config.qlearning.anchored():
+    """`--anchor lt` commits lt's allocation as a plan of `--actions`: each lt fraction the model uses must be one.
+    (ERK's fractions are continuous: its counts are committed as they are.)"""
+    if config.prune.planner != "qlearning" or not config.qlearning.anchored() or config.qlearning.anchor != "lt":
         return
     shapes = layer_shapes(config.train)
     plan, kinds = pruning.lt_action_plan(shapes, config.prune), pruning.layer_kinds(shapes)
@@ -126,7 +127,7 @@ def _check_anchor(config: RunConfig) -> None:
     if fields:
         missing = ", ".join(f"{flag(name)} {getattr(config.prune, name):g}" for name in fields)
         raise UserError(f"--anchor-z {config.qlearning.anchor_z:g} commits lt's allocation as a plan of --actions, "
-                        f"which lacks {missing} (--anchor-z 0 turns the anchor off)")
+                        f"which lacks {missing} (--anchor-z 0 turns the anchor off; --anchor erk needs none)")
 
 
 def run_imp(config: RunConfig, out: Path | str = "results", progress: bool = True,

@@ -40,11 +40,8 @@ class Erk(Planner):
     """
 
     def propose(self, ctx: RoundContext) -> dict[str, float]:
-        overall, per_layer = pruning.remaining(ctx.masks)
-        target = pruning.erk_densities({n: m.shape for n, m in ctx.masks.items()},
-                                       overall * (1 - self.config.prune.prune_global))
-        return {n: float(np.clip(1 - target[n] / per_layer[n], 0.0, 0.999)) if per_layer[n] > 0 else 0.0
-                for n in ctx.masks}
+        overall, _ = pruning.remaining(ctx.masks)
+        return pruning.erk_fractions(ctx.masks, overall * (1 - self.config.prune.prune_global))
 
 
 class RandomAllocation(Planner):

@@ -301,30 +301,54 @@ class QLearningPlanner(Planner):
 
     def _anchored(self, ctx: RoundContext, evaluator: ProxyEvaluator, plan: tuple[int, ...],
                   budget: int) -> tuple[tuple[int, ...], tuple[int, ...] | None, dict[str, Any]]:
-        """`--anchor-z`: `plan`, or lt's own allocation of the round's count unless `plan` beats it on the
-        proxy's examples by `anchor_z` paired standard errors. Returns the plan, the counts to commit (None: the
-        plan's own rescaled counts) and the diagnostics.
+        """`--anchor-z`: `plan`, or the anchor's allocation of the round's count (`--anchor`: lt's or ERK's)
+        unless `plan` beats it on the proxy's examples by `anchor_z` paired standard errors. Returns the plan, the
+        counts to commit (None: the plan's own rescaled counts) and the diagnostics.
 
         The round's plan is the best of ~100 distinct allocations by a score that differs between them by a few
-        of the 1,000 proxy examples, so early in a run it is mostly the luckiest one (docs/results.md); lt's
-        allocation is what a researcher gets without a planner, and deviating from it should need evidence.
-        lt's allocation is lt's per-layer fractions of each layer's remaining weights, its exact counts when
-        they remove the round's count (always, while every earlier round kept it), else rescaled to it."""
+        of the 1,000 proxy examples, so early in a run it is mostly the luckiest one (docs/results.md); the
+        anchor's allocation is what a researcher gets without a planner, and deviating from it should need
+        evidence."""
         max_fraction = max(self.config.prune.actions)
-        shapes = {n: ctx.masks[n].shape for n in evaluator.names}
-        lt = pruning.lt_fractions(shapes, self.config.prune)
-        lt_plan = pruning.lt_action_plan(shapes, self.config.prune)  # complete: `check_names` saw to it
-        anchor_plan = tuple(lt_plan[n] for n in evaluator.names)
-        exact = tuple(pruning.prune_count(k, lt[n]) for n, k in zip(evaluator.names, evaluator.kept, strict=True))
-        anchor_counts = exact if sum(exact) == budget else evaluator.budget_counts(anchor_plan, budget, max_fraction)
+        anchor_plan, anchor_counts = (self._lt_anchor if self.q.anchor == "lt" else self._erk_anchor)(
+            ctx, evaluator, budget)
         counts = evaluator.budget_counts(plan, budget, max_fraction)
         if counts == anchor_counts:
             z, wins, losses = 0.0, 0, 0
         else:
             z, wins, losses = paired_z(evaluator.counts_correct(counts), evaluator.counts_correct(anchor_counts))
-        keeps_lt = counts != anchor_counts and z < self.q.anchor_z
-        info = {"anchor_z": z, "anchor_wins": wins, "anchor_losses": losses, "anchor_committed": keeps_lt}
-        return (anchor_plan, anchor_counts, info) if keeps_lt else (plan, None, info)
+        keeps_anchor = counts != anchor_counts and z < self.q.anchor_z
+        info = {"anchor_z": z, "anchor_wins": wins, "anchor_losses": losses, "anchor_committed": keeps_anchor}
+        return (anchor_plan, anchor_counts, info) if keeps_anchor else (plan, None, info)
+
+    def _lt_anchor(self, ctx: RoundContext, evaluator: ProxyEvaluator,
+                   budget: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """lt's allocation as a plan of --actions and as counts: lt's per-layer fractions of each layer's remaining
+        weights, its exact counts when they remove the round's count (always, while every earlier round kept it),
+        else rescaled to it."""
+        shapes = {n: ctx.masks[n].shape for n in evaluator.names}
+        lt = pruning.lt_fractions(shapes, self.config.prune)
+        lt_plan = pruning.lt_action_plan(shapes, self.config.prune)  # complete: `check_names` saw to it
+        anchor_plan = tuple(lt_plan[n] for n in evaluator.names)
+        exact = tuple(pruning.prune_count(k, lt[n]) for n, k in zip(evaluator.names, evaluator.kept, strict=True))
+        if sum(exact) == budget:
+            return anchor_plan, exact
+        return anchor_plan, evaluator.budget_counts(anchor_plan, budget, max(self.config.prune.actions))
+
+    def _erk_anchor(self, ctx: RoundContext, evaluator: ProxyEvaluator,
+                    budget: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """ERK's allocation of the round's count: the erk baseline's fractions at the density the count leaves,
+        rescaled to remove exactly the count. ERK's fractions are not in --actions, so the plan whose transitions
+        the Q-table is told about is the nearest action of each layer's committed fraction."""
+        masks = {n: ctx.masks[n] for n in evaluator.names}
+        density = (evaluator.kept_total - budget) / evaluator.total
+        kept = dict(zip(evaluator.names, evaluator.kept, strict=True))
+        counts = pruning.budget_counts(pruning.erk_fractions(masks, density), kept, budget,
+                                       max(self.config.prune.actions))
+        actions = np.asarray(self.config.prune.actions)
+        fractions = pruning.count_fractions(counts, kept)
+        anchor_plan = tuple(int(np.argmin(np.abs(actions - fractions[n]))) for n in evaluator.names)
+        return anchor_plan, tuple(counts[n] for n in evaluator.names)
 
     def _keeps_pruning(self, ctx: RoundContext, env: PruningEnv, plan: tuple[int, ...]) -> tuple[int, ...] | None:
         """Free mode's stopping rule: a greedy plan that prunes nothing ends the run only once the retrained
