@@ -341,6 +341,10 @@ def test_method_names_tell_budget_free_and_warm_started_planners_apart(tiny):
     assert method_name(unanchored) == "qlearning (lt, anchor z 0)"
     free = tiny(**{"prune.planner": "qlearning", "qlearning.anchor_z": 0.0})
     assert method_name(free) == "qlearning (free)"  # free mode never reads the anchor
+    erk = {"prune.planner": "qlearning", "qlearning.anchor": "erk"}
+    assert method_name(tiny(**erk, **{"qlearning.budget": "lt"})) == "qlearning (lt, anchor erk)"
+    assert method_name(tiny(**erk, **{"qlearning.budget": "lt", "qlearning.anchor_z": 0.0})) == (
+        "qlearning (lt, anchor z 0)")  # no anchor at all
     assert method_name(tiny()) == "lt"
 
 
