@@ -123,9 +123,10 @@ class QLearningConfig:
                               "are retrained with --proxy (finetune or rewind) for proxy_share of a round's steps and "
                               "the best of them is committed; plan: PuRL's reward of the plan before it is rescaled")
     anchor_z: float = _opt(2.0, "budget lt: commit the planner's allocation only when, on the proxy's validation "
-                           "examples, it beats lt's own allocation of the same count by at least this many paired "
-                           "standard errors (McNemar's (wins - losses) / sqrt(wins + losses)); otherwise commit lt's. "
-                           "0: always commit the planner's. Free mode ignores it")
+                           "examples, it beats the anchor's allocation of the same count (--anchor: lt's own by "
+                           "default) by at least this many paired standard errors (McNemar's (wins - losses) / "
+                           "sqrt(wins + losses)); otherwise commit the anchor's. 0: always commit the planner's. "
+                           "Free mode ignores it")
     anchor: str = _opt("lt", "budget lt, anchor_z > 0: the allocation of the round's count that the planner's must "
                        "beat. lt: lt's per-layer rates (its fractions must be in --actions); erk: ERK's layer "
                        "densities (Evci et al. 2020) at the round's overall density, as the erk baseline allocates "
