@@ -103,6 +103,11 @@ class QLearningPlanner(Planner):
         self._ensure_agent(env.space.n_states)
         return env, evaluator
 
+    @property
+    def _max_fraction(self) -> float:
+        """The largest fraction of a layer's remaining weights one round may prune: the largest action."""
+        return max(self.config.prune.actions)
+
     def _judges_committed(self) -> bool:
         return self.q.budget == "lt" and self.q.budget_reward in ("committed", "retrained")
 
@@ -147,7 +152,7 @@ class QLearningPlanner(Planner):
         self.reference_val_accuracy = ctx.result.val_accuracy
         env = CommittedBudgetEnv(evaluator, len(self.config.prune.actions), self.q.accuracy_edges,
                                  self.q.sparsity_edges, budget=evaluator.kept_total - self._lt_kept(ctx),
-                                 max_fraction=max(self.config.prune.actions), beta=self.q.beta,
+                                 max_fraction=self._max_fraction, beta=self.q.beta,
                                  history=self.q.state_history)
         self._ensure_agent(env.space.n_states)
         return env
@@ -289,7 +294,7 @@ class QLearningPlanner(Planner):
             # the whole round's budget on that layer.
             fractions = (pruning.count_fractions(dict(zip(evaluator.names, anchor_counts, strict=True)), kept)
                          if anchor_counts is not None else
-                         pruning.match_budget(fractions, kept, budget, max_fraction=max(self.config.prune.actions)))
+                         pruning.match_budget(fractions, kept, budget, max_fraction=self._max_fraction))
         self.committed = transitions
         self.committed_sparsity = 1.0 - sum(
             k - pruning.prune_count(k, fractions[n]) for n, k in zip(evaluator.names, evaluator.kept, strict=True)
@@ -309,7 +314,7 @@ class QLearningPlanner(Planner):
         of the 1,000 proxy examples, so early in a run it is mostly the luckiest one (docs/results.md); the
         anchor's allocation is what a researcher gets without a planner, and deviating from it should need
         evidence."""
-        max_fraction = max(self.config.prune.actions)
+        max_fraction = self._max_fraction
         anchor_plan, anchor_counts = (self._lt_anchor if self.q.anchor == "lt" else self._erk_anchor)(
             ctx, evaluator, budget)
         counts = evaluator.budget_counts(plan, budget, max_fraction)
@@ -333,7 +338,7 @@ class QLearningPlanner(Planner):
         exact = tuple(pruning.prune_count(k, lt[n]) for n, k in zip(evaluator.names, evaluator.kept, strict=True))
         if sum(exact) == budget:
             return anchor_plan, exact
-        return anchor_plan, evaluator.budget_counts(anchor_plan, budget, max(self.config.prune.actions))
+        return anchor_plan, evaluator.budget_counts(anchor_plan, budget, self._max_fraction)
 
     def _erk_anchor(self, ctx: RoundContext, evaluator: ProxyEvaluator,
                     budget: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -344,7 +349,7 @@ class QLearningPlanner(Planner):
         density = (evaluator.kept_total - budget) / evaluator.total
         kept = dict(zip(evaluator.names, evaluator.kept, strict=True))
         counts = pruning.budget_counts(pruning.erk_fractions(masks, density), kept, budget,
-                                       max(self.config.prune.actions))
+                                       self._max_fraction)
         actions = np.asarray(self.config.prune.actions)
         fractions = pruning.count_fractions(counts, kept)
         anchor_plan = tuple(int(np.argmin(np.abs(actions - fractions[n]))) for n in evaluator.names)
