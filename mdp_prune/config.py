@@ -57,6 +57,10 @@ class TrainConfig:
     lr: float = _opt(1.2e-3, "learning rate")
     momentum: float = _opt(0.9, "momentum (sgd only)")
     eval_every: int = _opt(100, "iterations between validation evaluations (early-stopping iteration)")
+    proxy_holdout: int = _opt(0, "validation examples set aside for the planner's proxy and left out of every "
+                              "validation figure (selection, feedback, stopping, reports); 0: none, the proxy "
+                              "reads validation's first qlearning.proxy_examples images (retraining proxies all "
+                              "of validation). Training never reads validation, so test figures do not change")
 
     def validate(self) -> None:
         # Dataset and model names are checked where their registries are looked up (`check_names`).
@@ -184,6 +188,11 @@ class RunConfig:
         self.prune.validate()
         self.qlearning.validate()
         check_fields(self, "")
+        holdout, examples = self.train.proxy_holdout, self.qlearning.proxy_examples
+        if self.prune.planner == "qlearning" and 0 < holdout < examples:
+            raise UserError(f"--proxy-examples {examples} is more than the {holdout} validation examples "
+                            f"--proxy-holdout sets aside for the proxy; pass --proxy-examples {holdout} or a larger "
+                            "--proxy-holdout")
         return self
 
     def hash(self) -> str:
@@ -391,6 +400,7 @@ RULES: dict[str, Rule] = {
     "train.lr": _POSITIVE,
     "train.momentum": Rule(float, 0, 1, "[)"),  # torch rejects a negative one; 1 or more never converges
     "train.eval_every": _COUNT,
+    "train.proxy_holdout": _NON_NEGATIVE,  # and below the validation split's size: Setup
     "prune.planner": _NAME,
     "prune.prune_fc": _FRACTION,
     "prune.prune_conv": _FRACTION,

@@ -5,6 +5,7 @@ Batches are indexed directly from these tensors: on a CPU a DataLoader with work
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import pickle
 import struct
@@ -25,6 +26,13 @@ SPLIT_SEED = 0  # the train/validation split is fixed across run seeds: seeds va
 
 @dataclass(frozen=True)
 class Splits:
+    """Training, validation and test tensors, and the images the planner's proxy reads (`proxy_x`, `proxy_y`).
+
+    By default the proxy reads validation itself. After `hold_out(n)` it reads the first n validation images,
+    and `val_x`/`val_y` keep only the rest: every validation figure (selection, feedback, stopping, reports) is
+    then measured on images the proxy never saw.
+    """
+
     train_x: torch.Tensor
     train_y: torch.Tensor
     val_x: torch.Tensor
@@ -32,16 +40,41 @@ class Splits:
     test_x: torch.Tensor
     test_y: torch.Tensor
     num_classes: int
+    proxy_x: torch.Tensor | None = None  # None: the proxy reads validation
+    proxy_y: torch.Tensor | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.train_x.shape[1:])
 
+    @property
+    def n_proxy_examples(self) -> int:
+        return len(self.val_y if self.proxy_y is None else self.proxy_y)
+
     def to(self, device: torch.device) -> Splits:
-        return Splits(*(t.to(device) for t in self.tensors()), num_classes=self.num_classes)
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return dataclasses.replace(self, **{f.name: move(getattr(self, f.name)) for f in dataclasses.fields(self)
+                                            if f.name != "num_classes"})
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
         return (self.train_x, self.train_y, self.val_x, self.val_y, self.test_x, self.test_y)
+
+    def hold_out(self, n_examples: int) -> Splits:
+        """The first `n_examples` validation images become the proxy's alone; validation keeps the rest."""
+        return dataclasses.replace(self, val_x=self.val_x[n_examples:], val_y=self.val_y[n_examples:],
+                                   proxy_x=self.val_x[:n_examples], proxy_y=self.val_y[:n_examples])
+
+    def for_proxy(self) -> Splits:
+        """These splits as a retraining proxy sees them: its validation figure is read on the proxy's images."""
+        if self.proxy_x is None:
+            return self
+        return dataclasses.replace(self, val_x=self.proxy_x, val_y=self.proxy_y, proxy_x=None, proxy_y=None)
+
+    def proxy_images(self, n_examples: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pruned proxy's fixed subset: the first `n_examples` of the proxy's images (all, if fewer)."""
+        x, y = (self.val_x, self.val_y) if self.proxy_x is None else (self.proxy_x, self.proxy_y)
+        assert y is not None
+        return x[:n_examples], y[:n_examples]
 
 
 def _split(x: np.ndarray, y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, val_size: int,

@@ -51,6 +51,12 @@ class Setup:
         if t.batch_size > len(self.splits.train_y):
             raise UserError(f"--batch-size {t.batch_size} is larger than {t.dataset}'s training split "
                             f"({len(self.splits.train_y)} examples)")
+        if t.proxy_holdout:
+            n_val = len(self.splits.val_y)
+            if t.proxy_holdout >= n_val:
+                raise UserError(f"--proxy-holdout {t.proxy_holdout} leaves no validation examples: {t.dataset}'s "
+                                f"validation split has {n_val}")
+            self.splits = self.splits.hold_out(t.proxy_holdout)
         self.order = batch_order(len(self.splits.train_y), t.batch_size, t.train_iterations, t.seed)
         self.order = self.order.to(self.device)
 

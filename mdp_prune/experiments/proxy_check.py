@@ -68,10 +68,11 @@ def _proxy_check(run: Path, round_: int, n_plans: int, progress: bool,
     if not 0 <= round_ <= last:
         raise UserError(f"--round must be a trained round of {run} (0 to {last}), got {round_}")
     setup = Setup(config)
-    n_val = len(setup.splits.val_y)
+    n_val = setup.splits.n_proxy_examples
     bad = [n for n in pruned_examples if not 1 <= n <= n_val]
     if bad:
-        raise UserError(f"--pruned-examples must be between 1 and the {n_val} validation examples, got {bad[0]}")
+        where = "examples --proxy-holdout sets aside" if setup.splits.proxy_y is not None else "validation examples"
+        raise UserError(f"--pruned-examples must be between 1 and the {n_val} {where}, got {bad[0]}")
     dense = dense_round(setup, run.parent, progress)
     masks = _round_masks(run, round_, setup)
     model = setup.model()
@@ -82,8 +83,7 @@ def _proxy_check(run: Path, round_: int, n_plans: int, progress: bool,
     actions = config.prune.actions
     q = config.qlearning
     def evaluator(n_examples: int) -> ProxyEvaluator:  # on the first n validation examples, as the planner's
-        return ProxyEvaluator(model, weights, masks, actions, setup.splits.val_x[:n_examples],
-                              setup.splits.val_y[:n_examples])
+        return ProxyEvaluator(model, weights, masks, actions, *setup.splits.proxy_images(n_examples))
 
     n_cheap = min(q.proxy_examples, n_val)
     cheap = evaluator(n_cheap)

@@ -45,7 +45,7 @@ class Retrainer:
         self.model = model
         self.trained = dict(trained)
         self.rewind = dict(rewind)
-        self.splits = splits
+        self.splits = splits.for_proxy()  # scored on the proxy's images, never on held-out validation
         self.train_config = train_config
         self.order = order
         self.iterations = 0

@@ -74,9 +74,8 @@ class QLearningPlanner(Planner):
     # -- construction, lazily: the number of layers is known only from the first round's model ---------------
 
     def _env(self, ctx: RoundContext) -> tuple[PruningEnv, ProxyEvaluator]:
-        n = min(self.q.proxy_examples, len(ctx.splits.val_y))
         evaluator = ProxyEvaluator(ctx.model, ctx.weights, ctx.masks, self.config.prune.actions,
-                                   ctx.splits.val_x[:n], ctx.splits.val_y[:n])
+                                   *ctx.splits.proxy_images(self.q.proxy_examples))
         if self._judges_committed():
             return self._committed_budget_env(ctx, evaluator), evaluator
         reward_evaluator = evaluator
