@@ -28,11 +28,13 @@ from mdp_prune.store import io, paths
 
 
 def method_name(config: RunConfig) -> str:
+    # a held-out proxy split reads other validation images (for every planner), a warm start, an anchor, or a
+    # budget reward other than the default, is another method: a summary of both kinds of run compares them
+    # instead of pooling them as more runs of one seed
+    holdout = [f"holdout {config.train.proxy_holdout}"] if config.train.proxy_holdout else []
     if config.prune.planner != "qlearning":
-        return config.prune.planner
+        return f"{config.prune.planner} ({holdout[0]})" if holdout else config.prune.planner
     q = config.qlearning
-    # a warm start, an anchor, or a budget reward other than the default, is another method: a summary of both
-    # kinds of run compares them instead of pooling them as more runs of one seed
     qualifiers = [q.budget]
     changed = non_default_fields(q) if q.budget == "lt" else {}
     if "budget_reward" in changed:
@@ -43,7 +45,7 @@ def method_name(config: RunConfig) -> str:
         qualifiers.append(f"anchor {q.anchor}")
     if q.init_qtable:
         qualifiers.append("warm start")
-    return f"qlearning ({', '.join(qualifiers)})"
+    return f"qlearning ({', '.join(qualifiers + holdout)})"
 
 
 def collect(run_dirs: Sequence[Path]) -> pd.DataFrame:

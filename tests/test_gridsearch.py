@@ -346,6 +346,10 @@ def test_method_names_tell_budget_free_and_warm_started_planners_apart(tiny):
     assert method_name(tiny(**erk, **{"qlearning.budget": "lt", "qlearning.anchor_z": 0.0})) == (
         "qlearning (lt, anchor z 0)")  # no anchor at all
     assert method_name(tiny()) == "lt"
+    # a held-out proxy split changes every planner's validation figures: never pooled with the shared split
+    held = {"train.proxy_holdout": 40, "qlearning.proxy_examples": 40}
+    assert method_name(tiny(**held)) == "lt (holdout 40)"
+    assert method_name(tiny(**held, **erk, **{"qlearning.budget": "lt"})) == "qlearning (lt, anchor erk, holdout 40)"
 
 
 def test_summarize_reach_counts_rounds_and_iterations_to_where_lt_ends(tmp_path, tiny, capsys):
