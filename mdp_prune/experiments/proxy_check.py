@@ -82,7 +82,7 @@ def _proxy_check(run: Path, round_: int, n_plans: int, progress: bool,
 
     actions = config.prune.actions
     q = config.qlearning
-    def evaluator(n_examples: int) -> ProxyEvaluator:  # on the first n validation examples, as the planner's
+    def evaluator(n_examples: int) -> ProxyEvaluator:  # on the first n of the proxy's images, as the planner's
         return ProxyEvaluator(model, weights, masks, actions, *setup.splits.proxy_images(n_examples))
 
     n_cheap = min(q.proxy_examples, n_val)
