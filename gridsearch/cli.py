@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
                               "they share: mean difference, by seed, rounds more than one sd of METHOD below it "
                               "and how many METHOD itself would show by chance; runs of one method and seed "
                               "in different folders are named 'METHOD @ FOLDER'")
+    summary.add_argument("--on", choices=("test", "validation"), default=None,
+                         help="with --against: pair test accuracy (default) or validation accuracy, the figure "
+                              "selection, feedback and stopping read (held out of the proxy's images only with "
+                              "--proxy-holdout)")
     return parser
 
 
@@ -84,8 +88,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         if sum((args.convergence, args.against is not None, args.reach is not None)) > 1:
             raise UserError("--convergence, --against and --reach are different tables: give one")
+        if args.on is not None and args.against is None:
+            raise UserError("--on chooses the accuracy --against pairs: give --against too")
         if args.against is not None:
-            print(table(against(collect(args.run_dirs), args.against)))
+            print(table(against(collect(args.run_dirs), args.against, args.on or "test")))
         elif args.reach is not None:
             frame = collect(args.run_dirs)
             target = _fraction_or_method(args.reach, frame)

@@ -48,7 +48,7 @@ def chance_below_one_sd(method_seeds: int, reference_seeds: int) -> float:
     return float(student_t.cdf(-1 / math.sqrt(1 / method_seeds + 1 / reference_seeds), df=reference_seeds - 1))
 
 
-def against_reference(frame: pd.DataFrame, reference: str = "lt") -> pd.DataFrame:
+def against_reference(frame: pd.DataFrame, reference: str = "lt", metric: str = "test_accuracy") -> pd.DataFrame:
     """Every method against `reference` over the pruned rounds they share, paired by seed.
 
     One row per method: the mean over rounds of (method − reference) test accuracy (a fraction), the same per
@@ -57,13 +57,14 @@ def against_reference(frame: pd.DataFrame, reference: str = "lt") -> pd.DataFram
     over seeds is more than one standard deviation of the reference's seeds below the reference's mean (the bar
     a method must clear to be "no worse in any round"), with the number of such rounds a method no different
     from the reference would show by chance (`chance_below_one_sd`) and the probability that it would show none.
-    `frame` has the columns method, seed, round, test_accuracy and weights_remaining.
+    `frame` has the columns method, seed, round, weights_remaining and `metric` (test_accuracy, or val_accuracy
+    to pair the figures selection reads).
     """
     if reference not in set(frame["method"]):
         raise ValueError(f"no run of that method (the reference {reference!r}) among these; methods: "
                          f"{', '.join(dict.fromkeys(frame['method']))}")
     pruned = frame[frame["round"] > 0]
-    cols = ["round", "seed", "test_accuracy", "weights_remaining"]
+    cols = ["round", "seed", metric, "weights_remaining"]
     ref = pruned.loc[pruned["method"] == reference, cols]
     rows = []
     for method, g in pruned.groupby("method", sort=False):
@@ -80,9 +81,9 @@ def against_reference(frame: pd.DataFrame, reference: str = "lt") -> pd.DataFram
         row["sparsity_gap"] = float(gap)
         row["matched sparsity"] = bool(gap <= MATCHED_SPARSITY)
         if row["matched sparsity"]:
-            joined["diff"] = joined["test_accuracy"] - joined["test_accuracy_ref"]
+            joined["diff"] = joined[metric] - joined[f"{metric}_ref"]
             by_round = joined.groupby("round")["diff"].mean()
-            ref_sd = ref.groupby("round")["test_accuracy"].std(ddof=1).reindex(by_round.index)
+            ref_sd = ref.groupby("round")[metric].std(ddof=1).reindex(by_round.index)
             below = by_round[by_round < -ref_sd]
             method_seeds = joined.groupby("round")["seed"].nunique().reindex(by_round.index)
             ref_seeds = ref.groupby("round")["seed"].nunique().reindex(by_round.index)

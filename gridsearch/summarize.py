@@ -97,10 +97,14 @@ def summarize(run_dirs: Sequence[Path], rounds: Sequence[int] | None = None) -> 
     return markdown.table(table)
 
 
-def against(frame: pd.DataFrame, reference: str = "lt") -> pd.DataFrame:
-    """`against_reference` as a table to print: differences in percentage points."""
+SPLITS = {"test": "test_accuracy", "validation": "val_accuracy"}  # --on: the accuracy `against` pairs
+
+
+def against(frame: pd.DataFrame, reference: str = "lt", on: str = "test") -> pd.DataFrame:
+    """`against_reference` as a table to print: differences in percentage points, of test accuracy or (`on`
+    validation) of the validation accuracy that selection reads."""
     try:
-        paired = against_reference(frame, reference)
+        paired = against_reference(frame, reference, SPLITS[on])
     except ValueError as e:
         raise UserError(f"--against {reference}: {e}") from None
     rows = []
@@ -120,7 +124,9 @@ def against(frame: pd.DataFrame, reference: str = "lt") -> pd.DataFrame:
                      f"rounds > 1 sd of {reference} below it (pp, sd)": below or "none",
                      f"such rounds expected of {reference} itself": f"{r['rounds_below_by_chance']:.1f} "
                      f"(none: {r['p_none_below_by_chance']:.0%})"})
-    return pd.DataFrame(rows).fillna("–")
+    table = pd.DataFrame(rows).fillna("–")
+    mean = f"mean over rounds of (method − {reference}) pp"
+    return table if on == "test" else table.rename(columns={mean: mean.replace(") pp", f"), {on} pp")})
 
 
 REACHING_COLUMNS = ["method", "rounds", "weights remaining %", "training iterations", "proxy iterations",

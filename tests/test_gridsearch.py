@@ -290,6 +290,16 @@ def test_summarize_against_prints_every_method_paired_with_lt(tmp_path, tiny, ca
     gl = [pd.read_csv(r / paths.ROUNDS).set_index("round")["test_accuracy"] for r in runs[2:]]
     mean = np.mean([(g - t).loc[[1, 2]].mean() for g, t in zip(gl, lt, strict=True)]) * 100
     assert line.startswith("| global | 2 | 2 | ") and f" | {mean:+.2f} | " in line
+    # --on validation pairs the validation accuracies instead, and says so in its header
+    assert main(["summarize", *map(str, runs), "--against", "lt", "--on", "validation"]) == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith("| global |"))
+    lt, gl = ([pd.read_csv(r / paths.ROUNDS).set_index("round")["val_accuracy"] for r in part]
+              for part in (runs[:2], runs[2:]))
+    mean = np.mean([(g - t).loc[[1, 2]].mean() for g, t in zip(gl, lt, strict=True)]) * 100
+    assert f" | {mean:+.2f} | " in line and "(method − lt), validation pp" in out
+    assert main(["summarize", *map(str, runs), "--on", "validation"]) == 2
+    assert "give --against too" in capsys.readouterr().err
     assert main(["summarize", *map(str, runs[2:]), "--against", "lt"]) == 2
     assert "no run of that method" in capsys.readouterr().err
     again = run_imp(tiny(rounds=2, **{"prune.planner": "global", "train.seed": 0, "prune.prune_global": 0.3}),
