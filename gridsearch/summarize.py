@@ -107,16 +107,17 @@ def against(frame: pd.DataFrame, reference: str = "lt", on: str = "test") -> pd.
         paired = against_reference(frame, reference, SPLITS[on])
     except ValueError as e:
         raise UserError(f"--against {reference}: {e}") from None
+    mean = f"mean over rounds of (method − {reference}){'' if on == 'test' else f', {on}'} pp"
     rows = []
     for r in paired.to_dict("records"):
         row = {"method": r["method"], "rounds": r["rounds"], "seeds": r["seeds"],
                f"largest gap in weights remaining vs {reference} %": f"{r['sparsity_gap'] * 100:.1f}"
                if pd.notna(r.get("sparsity_gap")) else "–"}  # no shared round
         if not r.get("matched sparsity", False):
-            rows.append({**row, f"mean over rounds of (method − {reference}) pp": "– (other sparsities)"})
+            rows.append({**row, mean: "– (other sparsities)"})
             continue
         below = ", ".join(f"{rnd} ({d * 100:+.2f}, sd {sd * 100:.2f})" for rnd, d, sd in r["rounds_below"])
-        rows.append({**row, f"mean over rounds of (method − {reference}) pp": f"{r['mean_difference'] * 100:+.2f}",
+        rows.append({**row, mean: f"{r['mean_difference'] * 100:+.2f}",
                      "by seed pp": ", ".join(f"{d * 100:+.2f}" for _, d in sorted(r["by_seed"].items())),
                      "95 % CI over seeds pp": markdown.interval(r["mean_difference_low"], r["mean_difference_high"]),
                      "P(mean > 0)": f"{r['p_mean_difference_above_0']:.2f}",
@@ -124,9 +125,7 @@ def against(frame: pd.DataFrame, reference: str = "lt", on: str = "test") -> pd.
                      f"rounds > 1 sd of {reference} below it (pp, sd)": below or "none",
                      f"such rounds expected of {reference} itself": f"{r['rounds_below_by_chance']:.1f} "
                      f"(none: {r['p_none_below_by_chance']:.0%})"})
-    table = pd.DataFrame(rows).fillna("–")
-    mean = f"mean over rounds of (method − {reference}) pp"
-    return table if on == "test" else table.rename(columns={mean: mean.replace(") pp", f"), {on} pp")})
+    return pd.DataFrame(rows).fillna("–")
 
 
 REACHING_COLUMNS = ["method", "rounds", "weights remaining %", "training iterations", "proxy iterations",

@@ -56,9 +56,6 @@ class Splits:
         return dataclasses.replace(self, **{f.name: move(getattr(self, f.name)) for f in dataclasses.fields(self)
                                             if f.name != "num_classes"})
 
-    def tensors(self) -> tuple[torch.Tensor, ...]:
-        return (self.train_x, self.train_y, self.val_x, self.val_y, self.test_x, self.test_y)
-
     def hold_out(self, n_examples: int) -> Splits:
         """The first `n_examples` validation images become the proxy's alone; validation keeps the rest."""
         return dataclasses.replace(self, val_x=self.val_x[n_examples:], val_y=self.val_y[n_examples:],
