@@ -54,7 +54,7 @@ class Setup:
         if t.proxy_holdout:
             n_val = len(self.splits.val_y)
             if t.proxy_holdout >= n_val:
-                raise UserError(f"--proxy-holdout {t.proxy_holdout} leaves no validation examples: {t.dataset}'s "
+                raise UserError(f"--proxy-holdout {t.proxy_holdout} leaves no validation examples: the {t.dataset} "
                                 f"validation split has {n_val}")
             self.splits = self.splits.hold_out(t.proxy_holdout)
         self.order = batch_order(len(self.splits.train_y), t.batch_size, t.train_iterations, t.seed)
