@@ -254,6 +254,34 @@ def test_proxy_check_scores_every_kind_and_resumes_without_retraining(tmp_path, 
     assert stop.value.code == 2
 
 
+def test_proxy_check_summary_gives_each_rho_a_bootstrap_interval_over_the_plans():
+    from mdp_prune.experiments import proxy_check as check
+
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=40)
+    frame = pd.DataFrame({"plan_index": range(40), "weights_remaining": rng.uniform(size=40),
+                          "retrained_val_accuracy": truth + 0.3 * rng.normal(size=40),
+                          "retrained_test_accuracy": truth + 0.3 * rng.normal(size=40)})
+    for kind in check.KINDS:  # one close proxy, the others noise, one with ties
+        frame[kind] = rng.normal(size=40)
+    frame["planner"] = truth.round(0)
+    summary = check.summarize(frame, steps=10, candidates=2, round_steps=100).set_index("proxy")
+    for column, low, high in (("spearman_rho", "rho_low", "rho_high"),
+                              ("spearman_rho_test", "rho_test_low", "rho_test_high")):
+        defined = summary[[column, low, high]].dropna()
+        assert len(defined) >= len(check.KINDS)
+        assert (defined[low] <= defined[column]).all() and (defined[column] <= defined[high]).all()
+        assert defined[[low, high]].stack().between(-1, 1).all()
+    assert summary.loc["planner", "rho_low"] > 0.5  # the close proxy's interval excludes the noise
+    assert summary.loc["pruned", "rho_low"] < 0 < summary.loc["pruned", "rho_high"]
+    assert summary.loc["planner", "spearman_rho"] == pytest.approx(
+        spearmanr(frame["planner"], frame["retrained_val_accuracy"])[0])  # ties ranked as scipy ranks them
+    assert check._rank_correlation(frame["planner"].to_numpy(), frame["retrained_val_accuracy"].to_numpy()) == \
+        pytest.approx(summary.loc["planner", "spearman_rho"])
+    few = check.summarize(frame.head(4), steps=10, candidates=2, round_steps=100)
+    assert few[["rho_low", "rho_high"]].isna().all().all()  # no interval from four plans
+
+
 class AliasedEvaluator:
     """Synthetic round whose states alias: both first actions lead to the same (layer, accuracy, sparsity)
     bucket, so Q sees the same future after either and picks the first action by its immediate reward (keep
