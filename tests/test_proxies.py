@@ -2,6 +2,7 @@
 
 import itertools
 import math
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -280,6 +281,9 @@ def test_proxy_check_summary_gives_each_rho_a_bootstrap_interval_over_the_plans(
         pytest.approx(summary.loc["planner", "spearman_rho"])
     few = check.summarize(frame.head(4), steps=10, candidates=2, round_steps=100)
     assert few[["rho_low", "rho_high"]].isna().all().all()  # no interval from four plans
+    with warnings.catch_warnings():  # resamples of a proxy with two values are often all tied: no interval, quietly
+        warnings.simplefilter("error")
+        assert math.isnan(check._spearman_interval(pd.Series([1.0, 1, 1, 2, 2, 1, 1, 2]), pd.Series(range(8)))[0])
 
 
 class AliasedEvaluator:

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from scipy.stats import bootstrap, rankdata, spearmanr
+from scipy.stats import DegenerateDataWarning, bootstrap, rankdata, spearmanr
 
 from mdp_prune.config import RETRAINING_KINDS
 from mdp_prune.engine.models import prunable_weights
@@ -241,9 +242,11 @@ def _spearman_interval(x: pd.Series, y: pd.Series, seed: int = 0) -> tuple[float
     interval from fewer than 5 plans, or where some resample has all its values tied."""
     if len(x) < 5 or x.nunique() < 2 or y.nunique() < 2:
         return math.nan, math.nan
-    ci = bootstrap((x.to_numpy(float), y.to_numpy(float)), _rank_correlation, paired=True, vectorized=True,
-                   confidence_level=0.95, n_resamples=4000, method="percentile",
-                   random_state=np.random.default_rng(seed)).confidence_interval
+    with warnings.catch_warnings():  # a resample with all its values tied has no rho: no interval, said above
+        warnings.simplefilter("ignore", DegenerateDataWarning)
+        ci = bootstrap((x.to_numpy(float), y.to_numpy(float)), _rank_correlation, paired=True, vectorized=True,
+                       confidence_level=0.95, n_resamples=4000, method="percentile",
+                       random_state=np.random.default_rng(seed)).confidence_interval
     return float(ci.low), float(ci.high)
 
 
