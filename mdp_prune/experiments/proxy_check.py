@@ -5,7 +5,8 @@ skips it); then plans drawn from the planner's own action set, applied to W_T as
 are each retrained from W_k to the end (the truth). For every plan the table holds every proxy kind's accuracy
 (`pruned`, `finetune`, `rewind`, and `planner`: the reward's accuracy as the planner computes it, from its few
 retrained candidates) and the retrained validation and test accuracies. The summary gives each kind's
-Spearman rank correlation with the retrained validation accuracy and its cost in training steps per plan.
+Spearman rank correlation with the retrained validation (and test) accuracy, with its 95 % bootstrap interval over
+the plans, and its cost in training steps per plan.
 Each plan's row is written when it finishes, so a killed check resumes where it stopped.
 """
 
@@ -238,8 +239,8 @@ def _rank_correlation(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarra
 
 def _spearman_interval(x: pd.Series, y: pd.Series, seed: int = 0) -> tuple[float, float]:
     """95 % percentile-bootstrap interval of Spearman's rho over the plans (resampled in pairs): with 20 plans it
-    is about ±0.3 wide, which is what a difference between two kinds' rho must exceed to mean anything. No
-    interval from fewer than 5 plans, or where some resample has all its values tied."""
+    spans about ±0.3, so one check places a kind's rho no closer than that. No interval from fewer than 5 plans,
+    or where some resample has all its values tied."""
     if len(x) < 5 or x.nunique() < 2 or y.nunique() < 2:
         return math.nan, math.nan
     with warnings.catch_warnings():  # a resample with all its values tied has no rho: no interval, said above
