@@ -200,15 +200,15 @@ def summarize(frame: pd.DataFrame, steps: int, candidates: int, round_steps: int
     note = {**dict.fromkeys(("pruned", *RETRAINING_KINDS), "per plan"), "planner": "per round (candidates)",
             **{k: v[1] for k, v in extra.items()}, **REFERENCES}
     out = []
+    # The same truth on the test images, which neither the planner nor any proxy reads: a second measurement (on
+    # Fashion-MNIST twice as many images as validation), reported beside the validation ranking and never used
+    # to choose anything.
+    y, test = frame["retrained_val_accuracy"], frame["retrained_test_accuracy"]
     for kind in (*KINDS, *extra, *REFERENCES):
-        x, y = frame[kind], frame["retrained_val_accuracy"]
+        x = frame[kind]
         rho, p = _spearman(x, y)
         low, high = _spearman_interval(x, y)
-        # The same truth on the test images, which neither the planner nor any proxy reads: a second measurement
-        # (on Fashion-MNIST twice as many images as validation), reported beside the validation ranking and
-        # never used to choose anything.
         on_test = kind != "retrained_test_accuracy"
-        test = frame["retrained_test_accuracy"]
         rho_test, p_test = _spearman(x, test) if on_test else (math.nan, math.nan)
         low_test, high_test = _spearman_interval(x, test) if on_test else (math.nan, math.nan)
         steps_ = cost.get(kind, 0)
